@@ -1,0 +1,177 @@
+"""`sparsenas` command line. Exit codes: 0 done, 2 bad usage or config (one line, no traceback), 1 failure."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 — instead of argparse's usage block
+        raise ConfigError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_search(sub) -> None:
+    p = sub.add_parser("search", help="run an architecture search", description=(
+        "Run a search and write runs/<name>/ (config.yaml, trials.jsonl, best.json, pareto.csv, tb/, state/)."))
+    p.add_argument("--space", help="search space: a preset name (e.g. dass) or a YAML file")
+    p.add_argument("--strategy", help="search strategy: a preset name (e.g. random) or a YAML file")
+    p.add_argument("--budget", type=int, help="number of trials (search.budget)")
+    p.add_argument("--seed", type=int, help="run seed; each trial's seed derives from it (search.seed)")
+    p.add_argument("--name", help="run name: the directory under --runs-dir (default: <space>-<strategy>-<time>)")
+    p.add_argument("--runs-dir", default="runs", help="root of the run directories (default: runs)")
+    p.add_argument("--executor", help="where trials run: local (this process) (execution.executor)")
+    p.add_argument("--address", help="HOST:PORT of an existing Ray cluster (execution.address)")
+    p.add_argument("--workers", type=int, help="trials run at once (execution.workers)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (execution.device)")
+    p.add_argument("--max-failures", type=int, help="stop after N failed trials in a row (search.max_failures)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run --name: keeps its journal, restores the strategy, finishes the budget")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_search)
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="summarise a finished or running search",
+                       description="Print the best trials, the best architecture and the Pareto front of a run.")
+    p.add_argument("run_dir", help="a run directory (runs/<name>)")
+    p.add_argument("--top", type=int, default=10, help="how many trials to list (default 10)")
+    p.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sparsenas", description="Neural architecture search for sparse networks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_search(sub)
+    _add_report(sub)
+    return parser
+
+
+FLAG_KEYS = {"budget": "search.budget", "seed": "search.seed", "max_failures": "search.max_failures",
+             "executor": "execution.executor", "address": "execution.address", "workers": "execution.workers",
+             "device": "execution.device"}
+RESUMABLE = ("search.budget", "search.max_failures", "search.trial_timeout_s", "execution")
+
+
+def _flag_fragments(args) -> list[dict]:
+    from .config import parse_override
+
+    flags = [f"{key}={json.dumps(getattr(args, attr))}" for attr, key in FLAG_KEYS.items()
+             if getattr(args, attr) is not None]
+    return [parse_override(item) for item in [*flags, *args.overrides]]
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b, path = old.get(k), new.get(k), f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, path + ".")
+        elif a != b:
+            keys.append(path)
+    return keys
+
+
+def _resolve_search(args) -> tuple[dict, Path]:
+    from .config import load_preset, resolve
+    from .space import SPACES
+    from .strategies import STRATEGIES
+    from . import spaces  # noqa: F401
+
+    runs_dir = Path(args.runs_dir)
+    if args.resume:
+        if not args.name:
+            raise ConfigError("--resume needs --name RUN (the run to continue)")
+        run_dir = runs_dir / args.name
+        if not (run_dir / "config.yaml").is_file() or not (run_dir / "state").is_dir():
+            raise ConfigError(f"--resume: {run_dir} is not a sparsenas run (no config.yaml and state/)")
+        try:
+            saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        except yaml.YAMLError:
+            raise ConfigError(f"--resume: {run_dir}/config.yaml is not valid YAML") from None
+        fragments = [saved]
+        for kind, ref in (("search_spaces", args.space), ("strategies", args.strategy)):
+            if ref is not None:
+                section = "space" if kind == "search_spaces" else "strategy"
+                wanted = load_preset(kind, ref, SPACES if section == "space" else STRATEGIES).get(section, {})
+                if wanted.get("name") != saved.get(section, {}).get("name"):
+                    raise ConfigError(f"--resume: run {args.name!r} used {section} "
+                                      f"{saved.get(section, {}).get('name')!r}, not {wanted.get('name')!r}")
+        config = resolve(fragments + _flag_fragments(args))
+        changed = [k for k in _changed_keys(resolve(fragments), config)
+                   if not any(k == r or k.startswith(r + ".") for r in RESUMABLE)]
+        if changed:
+            raise ConfigError(f"--resume cannot change {changed[0]} (only {', '.join(RESUMABLE)})")
+        return config, run_dir
+
+    if not args.space or not args.strategy:
+        raise ConfigError("search needs --space and --strategy (or --resume --name RUN)")
+    fragments = [load_preset("search_spaces", args.space, SPACES), load_preset("strategies", args.strategy, STRATEGIES)]
+    config = resolve(fragments + _flag_fragments(args))
+    name = args.name or "{}-{}-{}".format(config["space"]["name"], config["strategy"]["name"],
+                                          datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if "/" in name or name in ("", ".", ".."):
+        raise ConfigError(f"--name must be a plain directory name, got {name!r}")
+    run_dir = runs_dir / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} already exists; use --resume to continue it or choose another --name")
+    return config, run_dir
+
+
+def cmd_search(args) -> int:
+    from .config import dump
+    from .journal import write_atomic
+    from .search import Search
+
+    config, run_dir = _resolve_search(args)
+    search = Search(config, run_dir, progress=not args.quiet)  # validates every component first
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.yaml", dump(config))
+    results = search.run()
+    best = search.objective.best(results)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "infeasible")}
+    print(f"{len(results)} trials ({counts['ok']} ok, {counts['failed']} failed, {counts['infeasible']} infeasible) "
+          f"in {run_dir}")
+    if best is not None:
+        shown = ", ".join(f"{k}={best.metrics[k]:.4g}" for k in search.objective.names)
+        print(f"best: trial {best.trial} {shown}\n  {best.label}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import report
+
+    print(report(Path(args.run_dir), top=args.top))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except ConfigError as e:
+        print(f"sparsenas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sparsenas: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001
+        from .search import SearchAborted
+
+        if isinstance(e, SearchAborted):
+            print(f"sparsenas: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Resolved run configuration: defaults ← space preset ← strategy preset ← CLI flags ← `--set` overrides.
+
+Every key is checked against a schema (core sections below; `space` and `strategy` against the chosen
+class's `defaults`) so that a typo or a wrong type fails before anything is written, with one line.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Field:
+    default: Any
+    types: tuple[type, ...]
+    check: Callable[[Any], bool] | None = None
+    rule: str = ""
+
+
+def _positive(v):
+    return v is None or v > 0
+
+
+def _non_negative(v):
+    return v is None or v >= 0
+
+
+def _fraction(v):
+    return 0 < v < 1
+
+
+NUM = (int, float)
+OPT_INT = (int, type(None))
+OPT_NUM = (int, float, type(None))
+OPT_STR = (str, type(None))
+
+CORE: dict[str, dict[str, Field]] = {
+    "search": {
+        "budget": Field(10, (int,), _positive, "must be >= 1"),
+        "seed": Field(0, (int,), _non_negative, "must be >= 0"),
+        "max_failures": Field(None, OPT_INT, _positive, "must be >= 1"),
+        "trial_timeout_s": Field(None, OPT_NUM, _positive, "must be > 0"),
+    },
+    "data": {
+        "name": Field("digits", (str,)),
+        "path": Field(None, OPT_STR),
+        "val_fraction": Field(0.25, NUM, _fraction, "must be in (0, 1)"),
+        "test_fraction": Field(0.25, NUM, _fraction, "must be in (0, 1)"),
+        "limit": Field(None, OPT_INT, _positive, "must be >= 1"),
+    },
+    "train": {
+        "epochs": Field(5, (int,), _positive, "must be >= 1"),
+        "batch_size": Field(64, (int,), _positive, "must be >= 1"),
+        "lr": Field(0.05, NUM, _positive, "must be > 0"),
+        "momentum": Field(0.9, NUM, _non_negative, "must be >= 0"),
+        "weight_decay": Field(3e-4, NUM, _non_negative, "must be >= 0"),
+        "score_lr": Field(0.1, NUM, _positive, "must be > 0"),
+        "grad_clip": Field(5.0, OPT_NUM, _positive, "must be > 0"),
+    },
+    "objective": {
+        "maximize": Field(["val_acc"], (list, str)),
+        "minimize": Field([], (list, str)),
+        "constraints": Field({}, (dict,)),
+    },
+    "execution": {
+        "executor": Field("local", (str,)),
+        "workers": Field(1, (int,), _positive, "must be >= 1"),
+        "address": Field(None, OPT_STR),
+        "device": Field("auto", (str,), lambda v: v in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
+        "cpus_per_trial": Field(1, NUM, _positive, "must be > 0"),
+        "gpus_per_trial": Field(0, NUM, _non_negative, "must be >= 0"),
+    },
+}
+SECTIONS = ("space", "strategy", *CORE)
+
+
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, types)
+
+
+def _inferred_types(default: Any) -> tuple[type, ...]:
+    if default is None:
+        return (object,)
+    if isinstance(default, float):
+        return NUM
+    return (type(default),)
+
+
+def _number_ok(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def validate_section(section: str, values: dict, schema: dict[str, Field]) -> dict:
+    """Check `values` against `schema` and return it completed with defaults."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(schema))
+    if unknown:
+        raise ConfigError(f"unknown config key {section}.{unknown[0]} (known: {', '.join(sorted(schema))})")
+    out = {}
+    for key, field in schema.items():
+        value = values.get(key, copy.deepcopy(field.default))
+        if not _type_ok(value, field.types) or not _number_ok(value):
+            want = " or ".join("null" if t is type(None) else t.__name__ for t in field.types)
+            raise ConfigError(f"{section}.{key} must be {want}, got {value!r}")
+        if field.check is not None and value is not None and not field.check(value):
+            raise ConfigError(f"{section}.{key} {field.rule}, got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and isinstance(field.default, float):
+            value = float(value)
+        out[key] = value
+    return out
+
+
+def schema_from_defaults(defaults: dict[str, Any]) -> dict[str, Field]:
+    """Schema of a plug-in's options: each key typed by its default value."""
+    return {k: Field(v, _inferred_types(v)) for k, v in defaults.items()}
+
+
+def _preset_dir(kind: str):
+    return resources.files(f"sparsenas.presets.{kind}")
+
+
+def preset_names(kind: str) -> list[str]:
+    return sorted(p.name[:-5] for p in _preset_dir(kind).iterdir() if p.name.endswith(".yaml"))
+
+
+def _load_yaml(text: str, where: str) -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{where} is not valid YAML{at}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_preset(kind: str, ref: str, registry) -> dict:
+    """A config fragment from a preset name, a YAML file, or a bare registered name."""
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        path = Path(ref)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read {kind} file {ref}: {e.strerror}") from None
+        return _load_yaml(text, str(path))
+    preset = _preset_dir(kind) / f"{ref}.yaml"
+    if preset.is_file():
+        return _load_yaml(preset.read_text(), f"preset {ref}")
+    registry.get(ref)  # raises with the known names
+    section = "space" if kind == "search_spaces" else "strategy"
+    return {section: {"name": ref}}
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Deep merge: mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(item: str) -> dict:
+    """`a.b.c=value` → {"a": {"b": {"c": value}}}; the value is read as YAML (numbers, lists, null)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects key=value with a dotted key, got {item!r}")
+    parts = key.split(".")
+    if parts[0] not in SECTIONS:
+        raise ConfigError(f"unknown config section {parts[0]!r} in --set {item} (known: {', '.join(SECTIONS)})")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def resolve(fragments: list[dict]) -> dict:
+    """Merge fragments over the core defaults and validate everything; returns the full config."""
+    from .space import SPACES
+    from .strategies import STRATEGIES
+
+    raw: dict = {"space": {}, "strategy": {}}
+    for fragment in fragments:
+        unknown = sorted(set(fragment) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"unknown config section {unknown[0]!r} (known: {', '.join(SECTIONS)})")
+        for section, values in fragment.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section {section!r} must be a mapping, got {values!r}")
+        raw = merge(raw, fragment)
+    config = {section: validate_section(section, raw.get(section, {}), schema) for section, schema in CORE.items()}
+    for section, registry in (("space", SPACES), ("strategy", STRATEGIES)):
+        values = dict(raw[section])
+        name = values.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"{section}.name is required (choose from: {', '.join(registry.names())})")
+        cls = registry.get(name)
+        config[section] = {"name": name, **validate_section(section, values, schema_from_defaults(cls.defaults))}
+    _normalise_objective(config["objective"])
+    from .execution import EXECUTORS
+    from .data import DATASETS
+
+    EXECUTORS.get(config["execution"]["executor"])
+    DATASETS.get(config["data"]["name"])
+    return {s: config[s] for s in SECTIONS}
+
+
+def _normalise_objective(obj: dict) -> None:
+    for key in ("maximize", "minimize"):
+        names = [obj[key]] if isinstance(obj[key], str) else obj[key]
+        if not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"objective.{key} must be a metric name or a list of names, got {obj[key]!r}")
+        obj[key] = list(names)
+    if not obj["maximize"] and not obj["minimize"]:
+        raise ConfigError("objective needs at least one metric in maximize or minimize")
+    both = set(obj["maximize"]) & set(obj["minimize"])
+    if both:
+        raise ConfigError(f"objective metric {sorted(both)[0]!r} is both maximized and minimized")
+    for name, bounds in obj["constraints"].items():
+        ok = (isinstance(bounds, list) and len(bounds) == 2
+              and all(b is None or (_type_ok(b, NUM) and _number_ok(b)) for b in bounds))
+        if not ok:
+            raise ConfigError(f"objective.constraints.{name} must be [low, high] (null for open), got {bounds!r}")
+        low, high = bounds
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"objective.constraints.{name} has low > high: {bounds!r}")
+
+
+def dump(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False)

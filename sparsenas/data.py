@@ -1,0 +1,137 @@
+"""Datasets as in-memory tensors. Nothing is ever downloaded: `digits` ships with scikit-learn, the
+others are read from a local path given as `data.path`."""
+from __future__ import annotations
+
+import functools
+import gzip
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test tensors; x is (N, C, H, W) float32, y int64."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train[0].shape[1:])
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]):
+    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).reshape(-1, *shape), torch.as_tensor(
+        np.asarray(y, dtype=np.int64))
+
+
+def _split(x, y, val_fraction: float, test_fraction: float, shape, seed: int = 0):
+    """Fixed (seed 0) shuffle into train / val / test, so every trial sees the same split."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test, n_val = int(round(test_fraction * len(y))), int(round(val_fraction * len(y)))
+    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    if len(train) == 0:
+        raise ConfigError("data.val_fraction + data.test_fraction leave no training data")
+    return tuple(_tensors(x[i], y[i], shape) for i in (train, val, test))
+
+
+def _require(path: str | None, name: str, expected: str) -> Path:
+    if not path:
+        raise ConfigError(f"dataset {name!r} needs data.path ({expected}); nothing is downloaded")
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"dataset {name!r}: {p} does not exist (expected {expected})")
+    return p
+
+
+@DATASETS.register("digits")
+def _digits(path, val_fraction, test_fraction):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return _split(x / 16.0, y, val_fraction, test_fraction, (1, 8, 8)), 10
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz", folder / "MNIST" / "raw" / stem,
+                      folder / "MNIST" / "raw" / f"{stem}.gz", folder / "raw" / stem, folder / "raw" / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise ConfigError(f"dataset 'mnist': {stem}[.gz] not found under {folder}")
+
+
+@DATASETS.register("mnist")
+def _mnist(path, val_fraction, test_fraction):
+    """`data.path`: mnist.pkl.gz ((x, y) train/valid/test, x in [0, 1]) or torchvision's raw IDX folder.
+    The file's own validation/test split is kept; `val_fraction`/`test_fraction` are unused here."""
+    p = _require(path, "mnist", "mnist.pkl.gz or a folder with the IDX files")
+    shape = (1, 28, 28)
+    if p.is_file():
+        with gzip.open(p) as f:
+            train, valid, test = pickle.load(f, encoding="latin1")
+        return tuple(_tensors(x, y, shape) for x, y in (train, valid, test)), 10
+    x = _read_idx(_find(p, "train-images-idx3-ubyte")) / 255.0
+    y = _read_idx(_find(p, "train-labels-idx1-ubyte"))
+    xt = _read_idx(_find(p, "t10k-images-idx3-ubyte")) / 255.0
+    yt = _read_idx(_find(p, "t10k-labels-idx1-ubyte"))
+    n_val = 10000
+    return (_tensors(x[:-n_val], y[:-n_val], shape), _tensors(x[-n_val:], y[-n_val:], shape),
+            _tensors(xt, yt, shape)), 10
+
+
+@DATASETS.register("cifar10")
+def _cifar10(path, val_fraction, test_fraction):
+    """`data.path`: torchvision's `cifar-10-batches-py` folder (or its parent). The last 5,000 training
+    images are the validation split. Inputs are normalised per channel."""
+    p = _require(path, "cifar10", "torchvision's cifar-10-batches-py folder")
+    if (p / "cifar-10-batches-py").is_dir():
+        p = p / "cifar-10-batches-py"
+
+    def batch(name):
+        f = p / name
+        if not f.exists():
+            raise ConfigError(f"dataset 'cifar10': {f} not found")
+        with open(f, "rb") as fh:
+            d = pickle.load(fh, encoding="latin1")
+        return np.asarray(d["data"], dtype=np.float32) / 255.0, np.asarray(d["labels"])
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    x, y = np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+    xt, yt = batch("test_batch")
+    mean = x.reshape(-1, 3, 1024).mean(axis=(0, 2)).repeat(1024)
+    std = x.reshape(-1, 3, 1024).std(axis=(0, 2)).repeat(1024)
+    x, xt = (x - mean) / std, (xt - mean) / std
+    shape = (3, 32, 32)
+    return (_tensors(x[:-5000], y[:-5000], shape), _tensors(x[-5000:], y[-5000:], shape),
+            _tensors(xt, yt, shape)), 10
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(name, path, val_fraction, test_fraction, limit) -> Splits:
+    (train, val, test), num_classes = DATASETS.get(name)(path, val_fraction, test_fraction)
+    if limit:
+        train = (train[0][:limit], train[1][:limit])
+    return Splits(train, val, test, num_classes)
+
+
+def load_data(cfg: dict) -> Splits:
+    """The splits for a `data` config section; loaded once per process and cached."""
+    return _cached(cfg["name"], cfg.get("path"), cfg["val_fraction"], cfg["test_fraction"], cfg.get("limit"))

@@ -1,0 +1,157 @@
+"""The search loop: ask → submit → wait → journal → tell, checkpointed so that `--resume` loses nothing.
+
+Checkpoint (state/checkpoint.pkl, written atomically after every ask and every tell): the strategy's
+state_dict, the trials asked but not finished (re-run on resume with the same arch and seed), and the
+trials already told (journal records beyond them are told on resume). With the local executor a killed
+and resumed search therefore follows the same trajectory as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from . import spaces  # noqa: F401 — registers the built-in spaces
+from .errors import ConfigError
+from .evaluation import TrialTask, trial_seed
+from .execution import EXECUTORS
+from .journal import Journal, TrialResult, write_atomic
+from .objective import Objective
+from .space import SPACES, EvalContext, SearchSpace
+from .strategies import STRATEGIES, Strategy
+from .tracking import TensorBoardLogger, write_summaries
+
+
+class SearchAborted(RuntimeError):
+    """The search stopped before its budget (e.g. too many failures in a row)."""
+
+
+def build_space(config: dict) -> SearchSpace:
+    options = {k: v for k, v in config["space"].items() if k != "name"}
+    return SPACES.get(config["space"]["name"])(**options)
+
+
+def build_strategy(config: dict, space: SearchSpace, objective: Objective) -> Strategy:
+    cls = STRATEGIES.get(config["strategy"]["name"])
+    missing = [cap.__name__ for cap in cls.requires if not isinstance(space, cap)]
+    if missing:
+        raise ConfigError(f"strategy {cls.name!r} needs a space with {', '.join(missing)}; "
+                          f"space {space.name!r} has none")
+    options = {k: v for k, v in config["strategy"].items() if k != "name"}
+    return cls(space, objective, config["search"]["seed"], **options)
+
+
+class Search:
+    """One run: its components are built (and so validated) on construction, before anything is written."""
+
+    def __init__(self, config: dict, run_dir: Path, progress: bool = True):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.objective = Objective.from_config(config["objective"])
+        self.space = build_space(config)
+        self.strategy = build_strategy(config, self.space, self.objective)
+        self.context = EvalContext(train=config["train"], data=config["data"],
+                                   device=config["execution"]["device"],
+                                   time_limit_s=config["search"]["trial_timeout_s"])
+        self.space.prepare(self.context)
+        self.executor_cls = EXECUTORS.get(config["execution"]["executor"])
+        self.progress = progress
+        self.journal = Journal(self.run_dir / "trials.jsonl")
+        self.checkpoint_path = self.run_dir / "state" / "checkpoint.pkl"
+
+    # -- checkpoint -------------------------------------------------------------------------------
+    def _save(self) -> None:
+        state = {"strategy": self.strategy.state_dict(), "next_trial": self.next_trial,
+                 "pending": {t: (dict(task.arch), task.seed) for t, task in self.pending.items()},
+                 "told": sorted(self.told)}
+        write_atomic(self.checkpoint_path, pickle.dumps(state))
+
+    def _restore(self) -> list[TrialTask]:
+        """Load the checkpoint and journal; return the tasks that must run again."""
+        self.results = self.journal.load()
+        self.pending: dict[int, TrialTask] = {}
+        self.told: set[int] = set()
+        self.next_trial = 0
+        if self.checkpoint_path.exists():
+            state = pickle.loads(self.checkpoint_path.read_bytes())
+            self.strategy.load_state_dict(state["strategy"])
+            self.next_trial = state["next_trial"]
+            self.told = set(state["told"])
+            self.pending = {t: TrialTask(t, self.space.validate(arch), seed)
+                            for t, (arch, seed) in state["pending"].items()}
+        done = {r.trial for r in self.results}
+        for r in sorted(self.results, key=lambda r: r.trial):
+            if r.trial not in self.told:
+                self.strategy.tell(r)
+                self.told.add(r.trial)
+            self.pending.pop(r.trial, None)
+        self.next_trial = max([self.next_trial, *(t + 1 for t in done)])
+        return [self.pending[t] for t in sorted(self.pending)]
+
+    # -- loop -------------------------------------------------------------------------------------
+    def run(self) -> list[TrialResult]:
+        (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
+        retry = self._restore()
+        budget = self.config["search"]["budget"]
+        max_failures = self.config["search"]["max_failures"]
+        executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"])
+        tb = TensorBoardLogger(self.run_dir / "tb", self.objective)
+        bar = tqdm(total=budget, initial=len(self.results), disable=not self.progress, unit="trial",
+                   desc=f"{self.space.name}/{self.strategy.name}", dynamic_ncols=True)
+        self._show_best(bar)
+        failures_in_row = 0
+        try:
+            for task in retry:
+                executor.submit(task)
+            while len(self.results) < budget:
+                while executor.running() < executor.capacity and self.next_trial < budget:
+                    arch = self.strategy.ask()
+                    if arch is None:
+                        break
+                    task = TrialTask(self.next_trial, arch, trial_seed(self.config["search"]["seed"], self.next_trial))
+                    self.pending[task.trial] = task
+                    self.next_trial += 1
+                    self._save()
+                    executor.submit(task)
+                if executor.running() == 0:
+                    break  # the strategy has nothing more to propose
+                for result in executor.wait():
+                    self._record(result, tb)
+                    failures_in_row = failures_in_row + 1 if result.status == "failed" else 0
+                    bar.update(1)
+                    self._show_best(bar)
+                    if max_failures and failures_in_row >= max_failures:
+                        raise SearchAborted(f"stopped after {failures_in_row} failed trials in a row "
+                                            f"(search.max_failures={max_failures}); last error: {result.error}")
+        finally:
+            bar.close()
+            tb.close()
+            executor.close()
+        return self.results
+
+    def _record(self, result: TrialResult, tb: TensorBoardLogger) -> None:
+        self.journal.append(result)
+        self.results.append(result)
+        self.strategy.tell(result)
+        self.told.add(result.trial)
+        self.pending.pop(result.trial, None)
+        self._save()
+        write_summaries(self.run_dir, self.objective, self.results)
+        tb.log(result, self.results)
+
+    def _show_best(self, bar) -> None:
+        best = self.objective.best(self.results)
+        if best is not None:
+            bar.set_postfix({self.objective.names[0]: f"{best.metrics[self.objective.names[0]]:.4g}"})
+
+
+def run_config(config: dict, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Convenience for scripts: run a resolved config in `run_dir` (created) and return a summary."""
+    start = time.perf_counter()
+    search = Search(config, run_dir, progress)
+    results = search.run()
+    best = search.objective.best(results)
+    return {"trials": len(results), "best": best, "seconds": time.perf_counter() - start}

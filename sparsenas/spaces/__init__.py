@@ -1,0 +1,5 @@
+"""Built-in search spaces; importing this package registers them."""
+from . import dass  # noqa: F401
+from .trained import TrainedSpace
+
+__all__ = ["TrainedSpace"]

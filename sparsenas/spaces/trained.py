@@ -1,0 +1,36 @@
+"""Base of spaces whose archs are built as networks and trained (as opposed to tabular spaces)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import load_data
+from ..ops import count_model
+from ..space import Arch, EvalContext, SearchSpace
+from ..training import resolve_device, train_and_evaluate
+
+
+class TrainedSpace(SearchSpace):
+    """Subclasses implement `build(arch, input_shape, num_classes)`; evaluation trains it."""
+
+    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    def prepare(self, context: EvalContext) -> None:
+        load_data(context.data)
+
+    def build_seeded(self, arch: Arch, seed: int, context: EvalContext) -> nn.Module:
+        data = load_data(context.data)
+        torch.manual_seed(seed)
+        return self.build(arch, data.input_shape, data.num_classes)
+
+    def cheap_metrics(self, arch: Arch, context: EvalContext) -> dict[str, float]:
+        model = self.build_seeded(arch, 0, context)
+        return count_model(model, load_data(context.data).input_shape)
+
+    def evaluate(self, arch: Arch, seed: int, context: EvalContext, on_epoch=None) -> dict[str, float]:
+        data = load_data(context.data)
+        model = self.build_seeded(arch, seed, context)
+        metrics = train_and_evaluate(model, data, context.train, seed, resolve_device(context.device), on_epoch,
+                                     context.time_limit_s)
+        return {**metrics, **count_model(model, data.input_shape)}

@@ -1,0 +1,44 @@
+"""The strategy protocol: ask / tell / state_dict / load_state_dict (Optuna-style ask-and-tell)."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..journal import TrialResult
+from ..objective import Objective
+from ..registry import Registry
+from ..space import Arch, SearchSpace
+
+
+class Strategy:
+    """Proposes archs of `space` and learns from their results.
+
+    `ask()` returns the next arch (None when it has nothing left to propose); `tell(result)` receives every
+    finished trial, whatever its status; `state_dict()` is everything needed so that, after
+    `load_state_dict`, the strategy continues exactly as it would have. Seeded by the run seed.
+    `requires` lists the space capabilities (mixin classes) the strategy needs."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    requires: ClassVar[tuple[type, ...]] = ()
+
+    def __init__(self, space: SearchSpace, objective: Objective, seed: int, **options: Any):
+        self.space = space
+        self.objective = objective
+        self.seed = seed
+        self.options = {**self.defaults, **options}
+
+    def ask(self) -> Arch | None:
+        raise NotImplementedError
+
+    def tell(self, result: TrialResult) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+register_strategy = STRATEGIES.register

@@ -1,0 +1,85 @@
+"""The evaluator of trained spaces: build → count → train (SGD, cosine) → val/test accuracy."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Splits
+
+
+class TrialError(RuntimeError):
+    """A trial that cannot produce a result (e.g. a non-finite loss)."""
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrialError("execution.device=cuda but CUDA is not available")
+    return name
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str, batch_size: int = 1024) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        logits = model(x[i:i + batch_size].to(device))
+        correct += int((logits.argmax(1).cpu() == y[i:i + batch_size]).sum())
+    return correct / max(1, len(y))
+
+
+def _param_groups(model: nn.Module, cfg: dict) -> list[dict]:
+    weights = [p for n, p in model.named_parameters() if p.requires_grad and not n.endswith("scores")]
+    scores = [p for n, p in model.named_parameters() if p.requires_grad and n.endswith("scores")]
+    groups = [{"params": weights, "lr": cfg["lr"], "weight_decay": cfg["weight_decay"]}]
+    if scores:
+        groups.append({"params": scores, "lr": cfg["score_lr"], "weight_decay": 0.0})
+    return groups
+
+
+def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, device: str,
+                       on_epoch: Callable[[int, dict], None] | None = None,
+                       time_limit_s: float | None = None) -> dict[str, float]:
+    """Train with SGD + momentum and a cosine schedule for `cfg["epochs"]`; weights and sparsity scores
+    train together (scores in their own group at `score_lr`). Deterministic for a given seed.
+    Raises TrialError on a non-finite loss or when training runs past `time_limit_s`."""
+    generator = torch.Generator().manual_seed(seed)
+    model.to(device)
+    x, y = data.train
+    steps_per_epoch = math.ceil(len(y) / cfg["batch_size"])
+    total = cfg["epochs"] * steps_per_epoch
+    opt = torch.optim.SGD(_param_groups(model, cfg), momentum=cfg["momentum"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    start = time.perf_counter()
+    loss_value = math.nan
+    for epoch in range(cfg["epochs"]):
+        model.train()
+        order = torch.randperm(len(y), generator=generator)
+        for i in range(0, len(y), cfg["batch_size"]):
+            idx = order[i:i + cfg["batch_size"]]
+            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            if not torch.isfinite(loss):
+                raise TrialError(f"non-finite training loss at epoch {epoch}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.get("grad_clip"):
+                nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+            sched.step()
+            loss_value = loss.item()
+            if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+                raise TrialError(f"trial exceeded its time limit of {time_limit_s:g} s")
+        if on_epoch is not None:
+            on_epoch(epoch, {"train_loss": loss_value, "val_acc": accuracy(model, *data.val, device)})
+    return {
+        "val_acc": accuracy(model, *data.val, device),
+        "test_acc": accuracy(model, *data.test, device),
+        "train_loss": loss_value,
+        "train_time_s": time.perf_counter() - start,
+    }

@@ -1,0 +1,1 @@
+"""Strategy presets (YAML), shipped as package data sparsenas.presets.strategies."""
