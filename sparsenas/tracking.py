@@ -34,6 +34,14 @@ class TensorBoardLogger:
             w.add_scalar(f"search/{status}", sum(r.status == status for r in results), step)
         w.flush()
 
+    def log_epoch(self, step: int, scalars: dict[str, float], text: dict[str, str] | None = None) -> None:
+        """Per-epoch curves of a strategy that trains (e.g. a supernet): `search/<name>` scalars and text."""
+        for name, value in scalars.items():
+            self.writer.add_scalar(f"supernet/{name}", value, step)
+        for name, value in (text or {}).items():
+            self.writer.add_text(f"supernet/{name}", value, step)
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
