@@ -35,7 +35,7 @@ class TensorBoardLogger:
         w.flush()
 
     def log_epoch(self, step: int, scalars: dict[str, float], text: dict[str, str] | None = None) -> None:
-        """Per-epoch curves of a strategy that trains (e.g. a supernet): `search/<name>` scalars and text."""
+        """Per-epoch curves of a strategy that trains (e.g. a supernet): `supernet/<name>` scalars and text."""
         for name, value in scalars.items():
             self.writer.add_scalar(f"supernet/{name}", value, step)
         for name, value in (text or {}).items():
