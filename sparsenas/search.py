@@ -99,6 +99,7 @@ class Search:
         max_failures = self.config["search"]["max_failures"]
         executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"])
         tb = TensorBoardLogger(self.run_dir / "tb", self.objective)
+        self.strategy.bind(self.context, self.run_dir / "state", tb.log_epoch)
         bar = tqdm(total=budget, initial=len(self.results), disable=not self.progress, unit="trial",
                    desc=f"{self.space.name}/{self.strategy.name}", dynamic_ncols=True)
         self._show_best(bar)

@@ -170,6 +170,17 @@ class SearchSpace:
         raise NotImplementedError
 
 
+class SuperNet:
+    """Capability of spaces with a supernet form, for `--strategy differentiable`.
+
+    `supernet_search(context, seed, options)` returns a `sparsenas.strategies.differentiable.SupernetSearch`
+    (the space's own bi-level algorithm: DASS, TAS); `options` is the strategy's `options` mapping, checked
+    against that search's `defaults`."""
+
+    def supernet_search(self, context: "EvalContext", seed: int, options: dict[str, Any]):
+        raise NotImplementedError
+
+
 @dataclass
 class EvalContext:
     """What an evaluation needs besides the arch: the resolved config sections and the device."""

@@ -1,5 +1,5 @@
 """Built-in strategies; importing this package registers them."""
-from . import random  # noqa: F401
+from . import differentiable, random  # noqa: F401
 from .base import STRATEGIES, Strategy, register_strategy
 
 __all__ = ["STRATEGIES", "Strategy", "register_strategy"]

@@ -1,7 +1,8 @@
 """The strategy protocol: ask / tell / state_dict / load_state_dict (Optuna-style ask-and-tell)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 from ..journal import TrialResult
 from ..objective import Objective
@@ -26,6 +27,11 @@ class Strategy:
         self.objective = objective
         self.seed = seed
         self.options = {**self.defaults, **options}
+
+    def bind(self, context: Any, state_dir: Path, log: Callable[..., None] | None = None) -> None:
+        """Called by the search before the first ask: the evaluation context, a directory for the
+        strategy's own checkpoints, and `log(step, scalars, text)` for per-epoch curves (TensorBoard)."""
+        self.context, self.state_dir, self.log = context, Path(state_dir), log
 
     def ask(self) -> Arch | None:
         raise NotImplementedError
