@@ -1,0 +1,95 @@
+"""Regularized (aging) evolution — Real et al., AAAI 2019 (REA), as benchmarked in NAS-Bench-201.
+
+The first `population` asks are uniform samples; afterwards each ask draws `sample_size` members of the
+population (the `population` most recently told trials) uniformly without replacement, takes the best by the
+objective's first metric (failed / infeasible members rank last) and mutates one dim of it to another value.
+Every told trial joins the population and pushes out the oldest (aging). Deviation from the paper: an arch
+already proposed in this run is not proposed again (the mutation is redrawn, up to `max_retries` times, then
+a fresh uniform sample is taken), so no evaluation is spent on a duplicate.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..space import Arch
+from .base import Strategy, register_strategy
+
+
+def mutate(space, arch: Arch, rng: np.random.Generator) -> Arch:
+    """`arch` with one dim (among those with another value available) set to another value of that dim."""
+    dims = space.dims()
+    labels = [k for k, d in dims.items() if d.size() > 1]
+    if not labels:
+        return arch
+    label = labels[int(rng.integers(len(labels)))]
+    dim = dims[label]
+    if hasattr(dim, "choices"):
+        others = [c for c in dim.choices if not (type(c) is type(arch[label]) and c == arch[label])]
+        return arch.replace(**{label: others[int(rng.integers(len(others)))]})
+    for _ in range(100):  # Int / Float: redraw from the dim
+        value = dim.sample(rng)
+        if value != arch[label]:
+            return arch.replace(**{label: value})
+    return arch
+
+
+@register_strategy("evolution")
+class RegularizedEvolution(Strategy):
+    defaults = {"population": 10, "sample_size": 3, "max_retries": 100}
+
+    def __init__(self, space, objective, seed, **options):
+        super().__init__(space, objective, seed, **options)
+        for key in ("population", "sample_size"):
+            if not isinstance(self.options[key], int) or self.options[key] < 1:
+                raise ConfigError(f"strategy.{key} must be an integer >= 1, got {self.options[key]!r}")
+        self.rng = np.random.default_rng(seed)
+        self.seen: set[str] = set()
+        self.population: deque = deque(maxlen=int(self.options["population"]))  # (arch json, score or None)
+        self.asked = 0
+
+    def _parent(self) -> Arch:
+        members = list(self.population)
+        k = min(int(self.options["sample_size"]), len(members))
+        picks = self.rng.choice(len(members), size=k, replace=False)
+        # best score; ties → the earliest drawn; failed members (None) last
+        best = max(picks, key=lambda i: (members[i][1] is not None, members[i][1] or 0.0, -list(picks).index(i)))
+        return Arch.from_json(members[best][0])
+
+    def ask(self) -> Arch | None:
+        if len(self.seen) >= self.space.size():
+            return None
+        evolve = self.asked >= self.options["population"] and len(self.population) > 0
+        arch = None
+        for _ in range(int(self.options["max_retries"])):
+            candidate = mutate(self.space, self._parent(), self.rng) if evolve else self.space.sample(self.rng)
+            if candidate.arch_id not in self.seen:
+                arch = candidate
+                break
+        if arch is None:  # the neighbourhood is exhausted: a fresh uniform sample
+            for _ in range(int(self.options["max_retries"])):
+                candidate = self.space.sample(self.rng)
+                if candidate.arch_id not in self.seen:
+                    arch = candidate
+                    break
+        if arch is None:
+            return None
+        self.seen.add(arch.arch_id)
+        self.asked += 1
+        return arch
+
+    def tell(self, result) -> None:
+        self.seen.add(result.arch_id)
+        self.population.append((result.arch.to_json(), self.objective.scalar(result)))
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state, "seen": sorted(self.seen), "population": list(self.population),
+                "asked": self.asked}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        self.seen = set(state["seen"])
+        self.population = deque(map(tuple, state["population"]), maxlen=int(self.options["population"]))
+        self.asked = state["asked"]

@@ -1,0 +1,167 @@
+"""Optuna's samplers (TPE; NSGA-II for multi-objective) driven through ask/tell over the native dims.
+
+The dims become Optuna distributions only here, at the edge (`to_distributions`). Every objective of the run
+is an Optuna objective with its own direction (Optuna's multi-objective TPE, or NSGA-II with
+`sampler: nsga2`). The objective's constraints are passed as Optuna constraints (`trial.set_constraint`,
+value <= 0 means satisfied): an `infeasible` trial — rejected on cheap metrics before training, so without
+objective values — is told COMPLETE with the worst value (±inf) and its constraint violation, so that the
+sampler ranks it behind every feasible trial; a `failed` trial is told FAIL (ignored by the samplers).
+
+Duplicates (`dedupe: true`, the default): a proposal of an arch already evaluated in this run is told the
+known result at once and the sampler is asked again (up to `max_retries` times, then a uniform unseen arch is
+enqueued), so no budget is spent on re-evaluations.
+
+Resume is exact: `state_dict` holds the pickled sampler (with its RNG state) and every Optuna trial; loading
+rebuilds the study from them.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import warnings
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..space import Arch, Categorical, Float, Int
+from .base import Strategy, register_strategy
+
+SAMPLERS = ("tpe", "nsga2")
+
+
+def to_distributions(dims) -> dict:
+    """The native dims as Optuna distributions."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out = {}
+    for label, dim in dims.items():
+        if isinstance(dim, Categorical):
+            out[label] = CategoricalDistribution(list(dim.choices))
+        elif isinstance(dim, Int):
+            out[label] = IntDistribution(dim.low, dim.high, step=dim.step)
+        elif isinstance(dim, Float):
+            out[label] = FloatDistribution(dim.low, dim.high, log=dim.log)
+        else:
+            raise ConfigError(f"dim {label} of type {type(dim).__name__} has no Optuna distribution")
+    return out
+
+
+def constraint_values(constraints: dict, metrics: dict) -> dict[str, float]:
+    """{name: violation}; <= 0 is satisfied (Optuna's convention). A missing metric counts as satisfied."""
+    out = {}
+    for name, (low, high) in constraints.items():
+        value = metrics.get(name)
+        if low is not None:
+            out[f"{name}>=low"] = 0.0 if value is None else float(low - value)
+        if high is not None:
+            out[f"{name}<=high"] = 0.0 if value is None else float(value - high)
+    return out
+
+
+@register_strategy("tpe")
+class TPE(Strategy):
+    defaults = {"sampler": "tpe", "n_startup_trials": 10, "n_ei_candidates": 24, "multivariate": False,
+                "constant_liar": True, "population_size": 20, "dedupe": True, "max_retries": 100}
+
+    def __init__(self, space, objective, seed, **options):
+        super().__init__(space, objective, seed, **options)
+        if self.options["sampler"] not in SAMPLERS:
+            raise ConfigError(f"strategy.sampler must be one of {', '.join(SAMPLERS)}, got {self.options['sampler']!r}")
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.distributions = to_distributions(space.dims())
+        self.directions = ["maximize"] * len(objective.maximize) + ["minimize"] * len(objective.minimize)
+        self.rng = np.random.default_rng(seed)
+        self.study = self._new_study(self._new_sampler())
+        self.pending: dict[str, list[int]] = {}  # arch_id → Optuna trial numbers asked, not told
+        self.known: dict[str, tuple] = {}        # arch_id → (state, values, constraints) of its first result
+
+    def _new_sampler(self):
+        import optuna
+
+        o = self.options
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental-feature warnings
+            if o["sampler"] == "nsga2":
+                return optuna.samplers.NSGAIISampler(population_size=o["population_size"], seed=self.seed)
+            return optuna.samplers.TPESampler(n_startup_trials=o["n_startup_trials"],
+                                              n_ei_candidates=o["n_ei_candidates"], multivariate=o["multivariate"],
+                                              constant_liar=o["constant_liar"], seed=self.seed)
+
+    def _new_study(self, sampler):
+        import optuna
+
+        return optuna.create_study(directions=self.directions, sampler=sampler)
+
+    # -- ask ----------------------------------------------------------------------------------------------
+    def ask(self) -> Arch | None:
+        if len(self.known) + sum(map(len, self.pending.values())) >= self.space.size():
+            return None
+        for _ in range(int(self.options["max_retries"])):
+            trial = self.study.ask(self.distributions)
+            arch = Arch(trial.params)
+            if not self.options["dedupe"] or (arch.arch_id not in self.known and arch.arch_id not in self.pending):
+                self.pending.setdefault(arch.arch_id, []).append(trial.number)
+                return arch
+            self._tell_optuna(trial.number, *self.known.get(arch.arch_id, ("fail", None, {})))
+        for _ in range(int(self.options["max_retries"])):  # the sampler keeps repeating itself
+            arch = self.space.sample(self.rng)
+            if arch.arch_id not in self.known and arch.arch_id not in self.pending:
+                self.study.enqueue_trial(dict(arch))
+                trial = self.study.ask(self.distributions)
+                self.pending.setdefault(arch.arch_id, []).append(trial.number)
+                return arch
+        return None
+
+    # -- tell ---------------------------------------------------------------------------------------------
+    def _outcome(self, result) -> tuple:
+        cons = constraint_values(self.objective.constraints, result.metrics)
+        if result.status == "ok":
+            values = [float(result.metrics.get(n, math.nan)) for n in self.objective.names]
+            if all(math.isfinite(v) for v in values):
+                return "complete", values, cons
+            return "fail", None, {}
+        if result.status == "infeasible":
+            if not cons or max(cons.values()) <= 0:  # violated a constraint we cannot see: make it count
+                cons = {**cons, "infeasible": 1.0}
+            return "complete", [-s * math.inf for s in self.objective.signs], cons
+        return "fail", None, {}
+
+    def _tell_optuna(self, number: int, state: str, values, constraints: dict) -> None:
+        from optuna.trial import Trial, TrialState
+
+        trial = Trial(self.study, self.study._storage.get_trial_id_from_study_id_trial_number(
+            self.study._study_id, number))
+        for key, value in constraints.items():
+            trial.set_constraint(key, value)
+        if state == "complete":
+            self.study.tell(number, values)
+        else:
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def tell(self, result) -> None:
+        outcome = self._outcome(result)
+        self.known.setdefault(result.arch_id, outcome)
+        numbers = self.pending.get(result.arch_id)
+        if numbers:
+            number = numbers.pop(0)
+            if not numbers:
+                del self.pending[result.arch_id]
+            self._tell_optuna(number, *outcome)
+        else:  # a result the sampler did not propose: add it as a finished trial
+            self.study.enqueue_trial(dict(result.arch))
+            self._tell_optuna(self.study.ask(self.distributions).number, *outcome)
+
+    # -- state --------------------------------------------------------------------------------------------
+    def state_dict(self):
+        return {"sampler": pickle.dumps(self.study.sampler), "trials": self.study.get_trials(deepcopy=True),
+                "pending": {k: list(v) for k, v in self.pending.items()}, "known": dict(self.known),
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state):
+        self.study = self._new_study(pickle.loads(state["sampler"]))
+        self.study.add_trials(state["trials"])
+        self.pending = {k: list(v) for k, v in state["pending"].items()}
+        self.known = dict(state["known"])
+        self.rng.bit_generator.state = state["rng"]
