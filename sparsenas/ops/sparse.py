@@ -1,73 +1,106 @@
-"""SparseConv2d / SparseLinear (HYDRA/DASS style): a score per weight, the layer uses W ⊙ top-k(|s|).
+"""SparseConv2d / SparseLinear: a layer that computes with W ⊙ mask, the mask chosen by a mask kind.
 
-The top-k mask keeps exactly `kept_count(numel, keep)` weights; its backward is the straight-through
-estimator, so the scores receive the gradient of the masked weight's product (DASS layers.py).
+The default kind "scores" is HYDRA/DASS: a score per weight, mask = top-k(|s|) keeping exactly
+`kept_count(numel, keep)` weights, straight-through gradient to the scores (DASS layers.py). The other
+kinds (random, magnitude, channel, N:M — see ops/masks.py) keep their mask in the buffer `mask_buf`.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MASK_MODES = ("scores", "random")
+from .masks import MASK_KINDS, MaskKind, check_keep, kept_count, mask_kind
 
+MASK_MODES = ("scores", "random")  # the kinds of the first release; every spec of masks.mask_kind works
 
-def kept_count(numel: int, keep: float) -> int:
-    """Weights kept at keep ratio `keep`: round(keep · numel), at least one."""
-    return max(1, min(numel, int(round(keep * numel))))
-
-
-class _TopK(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, scores: torch.Tensor, k: int) -> torch.Tensor:
-        flat = scores.detach().abs().flatten()
-        mask = torch.zeros_like(flat)
-        mask[torch.topk(flat, k, sorted=False).indices] = 1.0
-        return mask.view_as(scores)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad, None
+__all__ = ["MASK_MODES", "SparseConv2d", "SparseLinear", "SparseMixin", "kept_count"]
 
 
 class SparseMixin:
-    """Adds `scores`, `keep` and `effective_weight()` to a layer that has `weight`.
+    """Adds `keep`, `mask()`, `effective_weight()` and the mask state to a layer that has `weight`.
 
     mask_mode "scores": scores are learnable, init s = sqrt(6/fan_in) · W / max|W| (DASS).
-    mask_mode "random": scores are fixed uniform noise, i.e. a random mask at the same keep ratio
-    (the random-sparse baseline at equal per-layer sparsity).
+    mask_mode "random": scores are fixed uniform noise, i.e. a random mask at the same keep ratio.
+    Other modes: see sparsenas.ops.masks. Setting `keep` recomputes a buffer-held mask.
     """
 
     weight: nn.Parameter
 
-    def _init_sparse(self, keep: float, mask_mode: str) -> None:
-        if not 0 < keep <= 1:
-            raise ValueError(f"keep ratio must be in (0, 1], got {keep}")
-        if mask_mode not in MASK_MODES:
-            raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
-        self.keep = float(keep)
-        self.mask_mode = mask_mode
-        fan_in = self.weight[0].numel()
-        with torch.no_grad():
-            if mask_mode == "scores":
-                init = math.sqrt(6.0 / fan_in) * self.weight / self.weight.abs().max().clamp_min(1e-12)
-            else:
-                init = torch.rand_like(self.weight)
-        self.scores = nn.Parameter(init.clone(), requires_grad=mask_mode == "scores" and keep < 1)
+    def _init_sparse(self, keep: float, mask_mode) -> None:
+        kind: MaskKind = mask_kind(mask_mode)
+        kind.check(self)
+        self.mask_kind = kind
+        self.mask_mode = kind.spec
+        self.register_buffer("mask_buf", None)
+        self._keep = check_keep(keep)
+        if kind.pattern == "nm":
+            self._keep = kind.n / kind.m
+        kind.setup(self)
+        self.refresh_mask()
+
+    @property
+    def keep(self) -> float:
+        return self._keep
+
+    @keep.setter
+    def keep(self, value: float) -> None:
+        self._keep = check_keep(value)
+        self.refresh_mask()
 
     @property
     def k(self) -> int:
-        return kept_count(self.weight.numel(), self.keep)
+        """Exact number of kept weights."""
+        return self.mask_kind.count(self)
+
+    @property
+    def dense(self) -> bool:
+        return self._keep >= 1
+
+    def refresh_mask(self) -> None:
+        """Recompute a buffer-held mask from the kind (magnitude: from the current weights)."""
+        if self.mask_kind.learned:
+            return
+        with torch.no_grad():
+            self.mask_buf = None if self.dense else self.mask_kind.compute(self).detach().to(self.weight.dtype)
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """Fix the mask from outside (random baseline, sparse training): the layer's kind becomes "fixed";
+        a learned-score layer stops training its scores."""
+        if mask.shape != self.weight.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} != weight shape {tuple(self.weight.shape)}")
+        if self.mask_kind.pattern == "unstructured" and self.mask_kind.spec != "fixed":
+            self.mask_kind = MASK_KINDS.get("fixed")()
+            self.mask_mode = "fixed"
+        if getattr(self, "scores", None) is not None:
+            self.scores.requires_grad_(False)
+        self._keep = float(mask.sum()) / mask.numel()
+        self.mask_buf = mask.detach().to(dtype=self.weight.dtype, device=self.weight.device).clone()
 
     def mask(self) -> torch.Tensor:
-        return _TopK.apply(self.scores, self.k)
+        if self.mask_kind.learned:
+            return self.mask_kind.compute(self)
+        if self.mask_buf is None:
+            return torch.ones_like(self.weight)
+        return self.mask_buf
 
     def effective_weight(self) -> torch.Tensor:
-        if self.keep >= 1:
+        if self.mask_kind.learned and self.dense:
             return self.weight
-        return self.weight * self.mask()
+        if not self.mask_kind.learned and self.mask_buf is None:
+            return self.weight
+        w = self.weight * self.mask()
+        hook = getattr(self, "_dense_grad_hook", None)
+        if hook is not None and w.requires_grad:
+            w.register_hook(hook)
+        return w
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a state dict's mask (possibly None ↔ tensor) replaces ours before the copy
+        key = prefix + "mask_buf"
+        if key in state_dict and not self.mask_kind.learned:
+            self.mask_buf = state_dict[key].detach().clone()
+        return super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class SparseConv2d(SparseMixin, nn.Conv2d):

@@ -1,0 +1,245 @@
+"""Sparse training: how the masks of a model's sparse layers evolve while its weights train.
+
+    trainer = SPARSE_TRAINING.get("rigl")(model, total_steps, optimizer=opt, update_interval=100)
+    for step in range(total_steps):
+        ...; loss.backward(); opt.step()
+        trainer.step(step)           # after every optimizer step
+
+Methods (registry SPARSE_TRAINING, config key `train.sparse_training`):
+  static  the masks stay as built (learned-score masks keep training their scores).
+  set     SET (Mocanu et al. 2018): every `update_interval` steps, drop the fraction f(t) of active weights
+          of smallest |W| and regrow as many at random among the inactive ones.
+  rigl    RigL (Evci et al. 2020): drop as SET, regrow the inactive weights of largest |dL/dW| (the dense
+          gradient of the masked weight at that step).
+          f(t) = drop_fraction/2 · (1 + cos(π t / (stop_fraction · T))), no update after stop_fraction · T
+          (Sparse-IFT defaults: interval 100, drop fraction 0.3, stop at 0.75). Regrown weights start at 0
+          and their optimizer momentum is zeroed. nnz of every layer is constant.
+  imp     iterative magnitude pruning with rewind (Frankle et al.): training is split into `imp_rounds`
+          equal cycles; the first trains dense, after each cycle the layers are pruned by magnitude
+          (density keep^(r/(R-1)) after cycle r) and the surviving weights are rewound to their values at
+          `rewind_fraction` of the first cycle; the LR schedule restarts each cycle (`cycle_steps`).
+          Simplified for one training budget: the R cycles share the configured epochs.
+SET, RigL and IMP need unstructured masks: layers with learned scores are frozen to their current mask
+(scores stop training); N:M and channel layers are refused with a ConfigError.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .ops.sparse import SparseMixin
+from .registry import Registry
+
+SPARSE_TRAINING: Registry = Registry("sparse training method")
+
+
+def sparse_layers(model: nn.Module) -> list[SparseMixin]:
+    return [m for m in model.modules() if isinstance(m, SparseMixin)]
+
+
+class SparseTrainer:
+    """Base: the static mask. Subclasses override `step`. `cycle_steps` (None = one cycle) tells the
+    training loop to restart its LR schedule every that many steps."""
+
+    cycle_steps: int | None = None
+
+    def __init__(self, model: nn.Module, total_steps: int, optimizer: torch.optim.Optimizer | None = None,
+                 generator: torch.Generator | None = None, **options):
+        self.model = model
+        self.total_steps = int(total_steps)
+        self.optimizer = optimizer
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.options = options
+        self.layers = sparse_layers(model)
+
+    def step(self, step: int) -> None:
+        """Called after optimizer.step() of step `step` (0-based)."""
+
+    def _require_unstructured(self) -> None:
+        for layer in self.layers:
+            if layer.mask_kind.pattern != "unstructured":
+                raise ConfigError(f"train.sparse_training={self.name} needs unstructured masks, "
+                                  f"but a {type(layer).__name__} uses mask {layer.mask_mode!r}")
+            if not layer.dense and layer.mask_kind.learned:
+                layer.set_mask(layer.mask().detach())
+
+    def _zero_momentum(self, layer: SparseMixin, where: torch.Tensor) -> None:
+        if self.optimizer is None:
+            return
+        for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+            buf = self.optimizer.state.get(layer.weight, {}).get(key)
+            if buf is not None:
+                buf[where] = 0
+
+
+@SPARSE_TRAINING.register("static")
+class Static(SparseTrainer):
+    pass
+
+
+class _DropGrow(SparseTrainer):
+    """Shared prune-and-regrow schedule of SET and RigL."""
+
+    def __init__(self, model, total_steps, optimizer=None, generator=None, update_interval: int = 100,
+                 drop_fraction: float = 0.3, stop_fraction: float = 0.75, **options):
+        super().__init__(model, total_steps, optimizer, generator, **options)
+        if update_interval < 1:
+            raise ConfigError(f"train.update_interval must be >= 1, got {update_interval}")
+        if not 0 < drop_fraction < 1:
+            raise ConfigError(f"train.drop_fraction must be in (0, 1), got {drop_fraction}")
+        if not 0 < stop_fraction <= 1:
+            raise ConfigError(f"train.stop_fraction must be in (0, 1], got {stop_fraction}")
+        self.update_interval, self.drop_fraction, self.stop_fraction = update_interval, drop_fraction, stop_fraction
+        self._require_unstructured()
+        self.layers = [layer for layer in self.layers if layer.mask_buf is not None]
+        self.updates = 0
+
+    @property
+    def stop_step(self) -> int:
+        return int(self.stop_fraction * self.total_steps)
+
+    def fraction(self, step: int) -> float:
+        """Cosine-annealed drop fraction at `step`."""
+        return self.drop_fraction / 2 * (1 + math.cos(math.pi * min(step, self.stop_step) / max(1, self.stop_step)))
+
+    def is_update(self, step: int) -> bool:
+        return (step + 1) % self.update_interval == 0 and step + 1 < self.stop_step
+
+    def step(self, step: int) -> None:
+        if not self.is_update(step):
+            return
+        f = self.fraction(step + 1)
+        with torch.no_grad():
+            for layer in self.layers:
+                self._update(layer, f)
+        self.updates += 1
+
+    def grow_scores(self, layer: SparseMixin) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _update(self, layer: SparseMixin, f: float) -> None:
+        mask = layer.mask_buf.flatten().clone()
+        active = mask.bool()
+        n_active = int(active.sum())
+        n = min(int(f * n_active), int((~active).sum()))
+        if n == 0:
+            return
+        weights = layer.weight.detach().abs().flatten()
+        drop = torch.topk(torch.where(active, -weights, torch.full_like(weights, -math.inf)), n).indices
+        mask[drop] = 0
+        grow_score = self.grow_scores(layer).flatten().clone()
+        grow_score[mask.bool()] = -math.inf  # only inactive weights (just-dropped ones included) may grow
+        grow = torch.topk(grow_score, n).indices
+        mask[grow] = 1
+        grown = torch.zeros_like(mask, dtype=torch.bool)
+        grown[grow] = True
+        grown &= ~active  # weights dropped and regrown at once keep their value
+        grown = grown.view_as(layer.weight)
+        layer.weight[grown] = 0.0
+        self._zero_momentum(layer, grown)
+        layer.mask_buf.copy_(mask.view_as(layer.mask_buf))
+
+
+@SPARSE_TRAINING.register("set")
+class SET(_DropGrow):
+    def grow_scores(self, layer):
+        return torch.rand(layer.weight.shape, generator=self.generator).to(layer.weight.device)
+
+
+@SPARSE_TRAINING.register("rigl")
+class RigL(_DropGrow):
+    """The dense gradient is captured by a hook on each layer's masked weight while updates remain."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for layer in self.layers:
+            layer._dense_grad = None
+            layer._dense_grad_hook = self._capture(layer)
+
+    @staticmethod
+    def _capture(layer):
+        def hook(grad):
+            layer._dense_grad = grad.detach()
+        return hook
+
+    def grow_scores(self, layer):
+        if layer._dense_grad is None:
+            raise RuntimeError("RigL needs a backward pass before its update (call step() after optimizer.step())")
+        return layer._dense_grad.abs()
+
+    def step(self, step: int) -> None:
+        super().step(step)
+        if step + 1 >= self.stop_step:
+            for layer in self.layers:
+                layer._dense_grad_hook = layer._dense_grad = None
+
+
+@SPARSE_TRAINING.register("imp")
+class IMP(SparseTrainer):
+    def __init__(self, model, total_steps, optimizer=None, generator=None, imp_rounds: int = 3,
+                 rewind_fraction: float = 0.0, **options):
+        super().__init__(model, total_steps, optimizer, generator, **options)
+        if imp_rounds < 2:
+            raise ConfigError(f"train.imp_rounds must be >= 2 (one dense cycle, then pruned ones), got {imp_rounds}")
+        if not 0 <= rewind_fraction < 1:
+            raise ConfigError(f"train.rewind_fraction must be in [0, 1), got {rewind_fraction}")
+        self.rounds = imp_rounds
+        self.cycle_steps = max(1, self.total_steps // imp_rounds)
+        self.rewind_step = int(rewind_fraction * self.cycle_steps)
+        self._require_unstructured()
+        self.targets = {id(layer): layer.keep for layer in self.layers}
+        for layer in self.layers:
+            if not layer.dense:
+                layer.set_mask(torch.ones_like(layer.weight))
+        self.rewind_state = self._snapshot() if self.rewind_step == 0 else None
+        self.round = 0
+
+    def _snapshot(self) -> dict[int, torch.Tensor]:
+        return {id(layer): layer.weight.detach().clone() for layer in self.layers}
+
+    def step(self, step: int) -> None:
+        if step + 1 == self.rewind_step and self.rewind_state is None:
+            self.rewind_state = self._snapshot()
+        if (step + 1) % self.cycle_steps or self.round >= self.rounds - 1:
+            return
+        self.round += 1
+        with torch.no_grad():
+            for layer in self.layers:
+                target = self.targets[id(layer)]
+                if target >= 1:
+                    continue
+                keep = target ** (self.round / (self.rounds - 1))
+                k = max(1, round(keep * layer.weight.numel()))
+                score = torch.where(layer.mask_buf.bool(), layer.weight.abs(), torch.full_like(layer.weight, -1.0))
+                mask = torch.zeros_like(score).flatten()
+                mask[torch.topk(score.flatten(), k).indices] = 1
+                layer.weight.copy_(self.rewind_state[id(layer)])
+                layer.set_mask(mask.view_as(layer.weight))
+        if self.optimizer is not None:
+            for state in self.optimizer.state.values():
+                for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+                    if key in state and torch.is_tensor(state[key]):
+                        state[key].zero_()
+
+
+def make_sparse_trainer(model: nn.Module, train_cfg: dict, total_steps: int, optimizer=None,
+                        seed: int = 0) -> SparseTrainer:
+    """The trainer named by `train.sparse_training`, with its options from the train section."""
+    cls = SPARSE_TRAINING.get(train_cfg.get("sparse_training", "static"))
+    keys = ("update_interval", "drop_fraction", "stop_fraction", "imp_rounds", "rewind_fraction")
+    options = {k: train_cfg[k] for k in keys if k in train_cfg}
+    return cls(model, total_steps, optimizer=optimizer, generator=torch.Generator().manual_seed(seed), **options)
+
+
+@torch.no_grad()
+def randomize_masks(model: nn.Module, seed: int) -> None:
+    """The random-sparse baseline: every sparse layer gets a random mask of its kind's structure with the
+    same number of kept weights (equal per-layer sparsity), drawn from `seed`, fixed during training."""
+    generator = torch.Generator().manual_seed(seed)
+    for layer in sparse_layers(model):
+        if layer.dense:
+            continue
+        layer.set_mask(layer.mask_kind.random_mask(layer, generator))

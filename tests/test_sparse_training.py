@@ -1,0 +1,119 @@
+"""SET / RigL keep nnz constant and really move masks; IMP prunes and rewinds; random baseline."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsenas.errors import ConfigError
+from sparsenas.ops import SparseConv2d, SparseLinear
+from sparsenas.sparse_training import SPARSE_TRAINING, make_sparse_trainer, randomize_masks, sparse_layers
+
+
+def _net(mode="random", keep=0.2):
+    torch.manual_seed(0)
+    return nn.Sequential(SparseConv2d(1, 4, 3, padding=1, keep=keep, mask_mode=mode), nn.ReLU(), nn.Flatten(),
+                         SparseLinear(4 * 6 * 6, 32, keep=keep, mask_mode=mode), nn.ReLU(), nn.Linear(32, 3))
+
+
+def _train(model, trainer_name, steps=40, run=None, **options):
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+    trainer = SPARSE_TRAINING.get(trainer_name)(model, steps, optimizer=opt, **options)
+    g = torch.Generator().manual_seed(0)
+    history = []
+    for step in range(steps if run is None else run):
+        x = torch.randn(16, 1, 6, 6, generator=g)
+        y = torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        trainer.step(step)
+        history.append([layer.mask().clone() for layer in sparse_layers(model)])
+    return trainer, history
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+@pytest.mark.parametrize("mode", ["random", "scores", "magnitude"])
+def test_drop_grow_keeps_nnz_and_changes_masks(method, mode):
+    model = _net(mode)
+    before = [int(layer.mask().sum()) for layer in sparse_layers(model)]
+    start = [layer.mask().clone() for layer in sparse_layers(model)]
+    trainer, history = _train(model, method, steps=40, update_interval=5)
+    assert trainer.updates == 5  # updates after steps 5, 10, ..., 25 (stop at 0.75 · 40 = 30)
+    for masks in history:
+        assert [int(m.sum()) for m in masks] == before
+    assert all(not torch.equal(a, b) for a, b in zip(start, history[-1]))
+    assert torch.equal(history[29][0], history[-1][0])  # no update after the stop step
+    for layer in sparse_layers(model):
+        assert int(torch.count_nonzero(layer.effective_weight())) <= int(layer.mask().sum())
+
+
+def test_drop_fraction_is_cosine_annealed():
+    trainer = SPARSE_TRAINING.get("set")(_net(), 100, update_interval=10, drop_fraction=0.3, stop_fraction=0.8)
+    assert trainer.fraction(0) == pytest.approx(0.3)
+    assert trainer.fraction(40) == pytest.approx(0.15)
+    assert trainer.fraction(80) == pytest.approx(0.0)
+    assert [s for s in range(100) if trainer.is_update(s)] == [9, 19, 29, 39, 49, 59, 69]
+
+
+def test_rigl_grows_where_the_dense_gradient_is_largest():
+    layer = SparseLinear(4, 1, bias=False, keep=0.5, mask_mode="random")
+    model = nn.Sequential(layer)
+    layer.set_mask(torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.1, 3.0, 1.0, 1.0]]))
+    trainer = SPARSE_TRAINING.get("rigl")(model, 100, update_interval=1, drop_fraction=0.9)
+    x = torch.tensor([[1.0, 1.0, 1.0, 5.0]])
+    layer(x).sum().backward()  # dense grad = x: the inactive weight 3 has the larger |grad|
+    trainer.step(0)  # f ≈ 0.9 → drop int(1.8) = 1 of 2 active (|w| = 0.1), grow 1
+    assert layer.mask().tolist() == [[0.0, 1.0, 0.0, 1.0]]
+    assert layer.weight[0, 3] == 0.0  # a grown weight starts at zero
+
+
+def test_imp_prunes_geometrically_and_rewinds():
+    model = _net("magnitude", keep=0.25)
+    trainer, history = _train(model, "imp", steps=30, imp_rounds=3, rewind_fraction=0.0)
+    assert trainer.cycle_steps == 10
+    counts = [[int(m.sum()) for m in masks] for masks in history]
+    sizes = [layer.weight.numel() for layer in sparse_layers(model)]
+    assert counts[0] == sizes  # first cycle dense
+    assert counts[10] == [round(0.5 * n) for n in sizes]  # 0.25 ** (1/2)
+    assert counts[-1] == [round(0.25 * n) for n in sizes]
+
+
+def test_imp_rewind_restores_init_values():
+    model = _net("magnitude", keep=0.25)
+    init = [layer.weight.detach().clone() for layer in sparse_layers(model)]
+    _train(model, "imp", steps=10, run=5, imp_rounds=2)  # stop right after the prune at step 5
+    for layer, w0 in zip(sparse_layers(model), init):
+        kept = layer.mask().bool()
+        assert torch.equal(layer.weight.detach()[kept], w0[kept])
+
+
+def test_nm_and_channel_layers_are_refused_by_dynamic_training():
+    model = nn.Sequential(SparseLinear(8, 4, mask_mode="2:4"))
+    with pytest.raises(ConfigError, match="unstructured"):
+        SPARSE_TRAINING.get("rigl")(model, 10)
+    with pytest.raises(ConfigError, match="unknown sparse training method"):
+        make_sparse_trainer(model, {"sparse_training": "nope"}, 10)
+
+
+def test_random_baseline_equal_per_layer_counts_paired_by_seed():
+    searched = nn.Sequential(SparseLinear(16, 8, keep=0.3), SparseLinear(8, 8, mask_mode="2:4"),
+                             SparseConv2d(4, 10, 3, keep=0.4, mask_mode="channel"))
+    counts = [layer.k for layer in searched]
+    a, b = _clone(searched), _clone(searched)
+    randomize_masks(a, seed=3)
+    randomize_masks(b, seed=3)
+    assert [int(m.mask().sum()) for m in a] == counts
+    assert all(torch.equal(x.mask(), y.mask()) for x, y in zip(a, b))
+    assert not torch.equal(a[0].mask(), searched[0].mask().detach())
+    assert not a[0].scores.requires_grad
+    assert (a[1].mask().view(8, 2, 4).sum(-1) == 2).all()
+    assert set(a[2].mask().flatten(1).sum(1).tolist()) == {0.0, 36.0}
+
+
+def _clone(model):
+    import copy
+    return copy.deepcopy(model)
