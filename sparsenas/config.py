@@ -64,6 +64,15 @@ CORE: dict[str, dict[str, Field]] = {
         "weight_decay": Field(3e-4, NUM, _non_negative, "must be >= 0"),
         "score_lr": Field(0.1, NUM, _positive, "must be > 0"),
         "grad_clip": Field(5.0, OPT_NUM, _positive, "must be > 0"),
+        # sparse training and the random-mask baseline (sparsenas/sparse_training.py)
+        "sparse_training": Field("static", (str,), lambda v: v in ("static", "set", "rigl", "imp"),
+                                 "must be static, set, rigl or imp"),
+        "update_interval": Field(100, (int,), _positive, "must be >= 1"),
+        "drop_fraction": Field(0.3, NUM, _fraction, "must be in (0, 1)"),
+        "stop_fraction": Field(0.75, NUM, lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        "imp_rounds": Field(3, (int,), lambda v: v >= 2, "must be >= 2"),
+        "rewind_fraction": Field(0.0, NUM, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        "mask_baseline": Field("none", (str,), lambda v: v in ("none", "random"), "must be none or random"),
     },
     "objective": {
         "maximize": Field(["val_acc"], (list, str)),

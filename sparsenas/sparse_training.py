@@ -243,3 +243,13 @@ def randomize_masks(model: nn.Module, seed: int) -> None:
         if layer.dense:
             continue
         layer.set_mask(layer.mask_kind.random_mask(layer, generator))
+
+
+MASK_BASELINES: Registry = Registry("mask baseline")
+MASK_BASELINES.register("none")(lambda model, seed: None)
+MASK_BASELINES.register("random")(randomize_masks)
+
+
+def apply_mask_baseline(model: nn.Module, name: str, seed: int) -> None:
+    """`train.mask_baseline`: "none" keeps the searched masks, "random" = `randomize_masks(model, seed)`."""
+    MASK_BASELINES.get(name)(model, seed)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Splits
+from .sparse_training import apply_mask_baseline, make_sparse_trainer
 
 
 class TrialError(RuntimeError):
@@ -48,14 +49,22 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
                        time_limit_s: float | None = None) -> dict[str, float]:
     """Train with SGD + momentum and a cosine schedule for `cfg["epochs"]`; weights and sparsity scores
     train together (scores in their own group at `score_lr`). Deterministic for a given seed.
+    Masks evolve by `train.sparse_training` (static / set / rigl / imp, see sparse_training.py);
+    `train.mask_baseline: random` first replaces every mask by a random one of equal per-layer count.
     Raises TrialError on a non-finite loss or when training runs past `time_limit_s`."""
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
     x, y = data.train
     steps_per_epoch = math.ceil(len(y) / cfg["batch_size"])
     total = cfg["epochs"] * steps_per_epoch
+    apply_mask_baseline(model, cfg.get("mask_baseline", "none"), seed)
+    sparse = make_sparse_trainer(model, cfg, total, seed=seed)  # before the optimizer: it may freeze scores
     opt = torch.optim.SGD(_param_groups(model, cfg), momentum=cfg["momentum"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    sparse.optimizer = opt
+    cycle = sparse.cycle_steps or total  # IMP restarts the cosine schedule every cycle
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * (step % cycle) / cycle)))
+    step_index = 0
     start = time.perf_counter()
     loss_value = math.nan
     for epoch in range(cfg["epochs"]):
@@ -71,6 +80,8 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
             if cfg.get("grad_clip"):
                 nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
             opt.step()
+            sparse.step(step_index)
+            step_index += 1
             sched.step()
             loss_value = loss.item()
             if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
