@@ -1,9 +1,12 @@
-"""Exact per-model accounting: params, nnz, dense and effective sparse FLOPs, sparsity.
+"""Exact accounting per layer and per model: params, nnz, dense and effective sparse FLOPs, sparsity.
 
 FLOPs here are multiply-accumulates of conv and linear layers for one input sample (the convention of
-the NAS papers we follow); pooling, BN and activations are not counted.
+the NAS papers we follow); pooling, BN and activations are not counted. A layer's effective sparse FLOPs
+count only its nonzero effective weights (W ⊙ mask); a layer called twice is counted twice.
 """
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -11,24 +14,53 @@ from torch import nn
 from .sparse import SparseMixin
 
 
+@dataclass
+class LayerCount:
+    """One conv or linear layer: its weight shape, parameters (weight + bias), weights, nonzero effective
+    weights, and multiply-accumulates for one sample (dense, and with only the nonzero weights)."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    mask: str
+    params: int
+    weights: int
+    nnz: int
+    flops: int = 0
+    flops_sparse: int = 0
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nnz / self.weights
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "sparsity": self.sparsity}
+
+
 def _weight(module: nn.Module) -> torch.Tensor:
     return module.effective_weight() if isinstance(module, SparseMixin) else module.weight
 
 
 @torch.no_grad()
-def count_model(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
-    """Count on one forward pass of a zero sample of `input_shape` (C, H, W) in eval mode."""
-    flops = {"dense": 0, "sparse": 0}
+def count_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCount]:
+    """Per conv/linear layer counts, from one forward pass of a zero sample of `input_shape` in eval mode."""
+    rows: dict[int, LayerCount] = {}
     hooks = []
 
     def hook(module, inputs, output):
-        w = _weight(module)
+        row = rows[id(module)]
         positions = output[0, 0].numel() if isinstance(module, nn.Conv2d) else output[0].numel() // output.shape[-1]
-        flops["dense"] += positions * w.numel()
-        flops["sparse"] += positions * int(torch.count_nonzero(w))
+        row.flops += positions * row.weights
+        row.flops_sparse += positions * row.nnz
 
-    for m in model.modules():
+    for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = _weight(m)
+            rows[id(m)] = LayerCount(
+                name=name, kind=type(m).__name__, shape=tuple(m.weight.shape),
+                mask=m.mask_mode if isinstance(m, SparseMixin) else "dense",
+                params=m.weight.numel() + (m.bias.numel() if m.bias is not None else 0),
+                weights=m.weight.numel(), nnz=int(torch.count_nonzero(w)))
             hooks.append(m.register_forward_hook(hook))
     was_training = model.training
     model.eval()
@@ -39,7 +71,13 @@ def count_model(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, flo
         model.train(was_training)
         for h in hooks:
             h.remove()
+    return list(rows.values())
 
+
+@torch.no_grad()
+def count_model(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
+    """Model totals on one forward pass of a zero sample of `input_shape` (C, H, W) in eval mode."""
+    layers = count_layers(model, input_shape)
     sparse_layers = [m for m in model.modules() if isinstance(m, SparseMixin)]
     sparse_weights = {id(m.weight) for m in sparse_layers}
     params = sum(p.numel() for n, p in model.named_parameters() if not n.endswith("scores"))
@@ -50,7 +88,17 @@ def count_model(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, flo
     return {
         "params": float(params),
         "nnz": float(dense_rest + sparse_nnz),
-        "flops": float(flops["dense"]),
-        "flops_sparse": float(flops["sparse"]),
+        "flops": float(sum(r.flops for r in layers)),
+        "flops_sparse": float(sum(r.flops_sparse for r in layers)),
         "sparsity": 1.0 - sparse_nnz / sparse_total if sparse_total else 0.0,
     }
+
+
+def format_layers(rows: list[LayerCount]) -> str:
+    """A readable table of `count_layers` rows."""
+    head = f"{'layer':<32} {'kind':<13} {'mask':<9} {'weights':>9} {'nnz':>9} {'sparsity':>8} {'MACs':>11} {'MACs sparse':>11}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.name[-32:]:<32} {r.kind:<13} {r.mask:<9} {r.weights:>9} {r.nnz:>9} {r.sparsity:>8.3f} "
+                     f"{r.flops:>11} {r.flops_sparse:>11}")
+    return "\n".join(lines)
