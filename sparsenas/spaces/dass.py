@@ -6,7 +6,8 @@ Dims, per cell type t ∈ {normal, reduce} and intermediate node i ∈ 0..3:
   t.n{i}.op0/op1 the op on each input (the 7 DARTS ops; `none` is never part of a derived cell)
   t.keep         keep ratio of every sparse layer in cells of type t
 The keep ratio is per cell type — not per layer — so the dims stay few (30) and the choice the DASS paper
-makes (one ratio for the whole net) is a corner of the space; stem and classifier use `stem_head_keep`.
+makes (one ratio for the whole net) is a corner of the space; stem and classifier follow the normal cells'
+ratio unless `stem_head_keep` fixes their own. Reported `sparsity` counts every sparse layer.
 Sized for small inputs: C=8, 3 cells (reductions at 1/3 and 2/3 of the depth), no auxiliary head,
 no drop-path.
 """
@@ -22,7 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..ops import SparseConv2d, SparseLinear
 from ..ops.sparse import MASK_MODES
-from ..space import Arch, Categorical, register_space
+from ..space import Arch, Categorical, SuperNet, register_space
 from .trained import TrainedSpace
 
 NODES = 4
@@ -111,9 +112,11 @@ class Cell(nn.Module):
 
 
 class DassNetwork(nn.Module):
-    def __init__(self, arch: Arch, input_shape, num_classes, C, layers, stem_multiplier, stem_head_keep, mask_mode):
+    """Stem → `layers` cells (reductions at 1/3 and 2/3 of the depth) → global pool → sparse classifier.
+    `make_cell(kind, c_pp, c_p, c, reduction, reduction_prev)` makes each cell (discrete or mixed)."""
+
+    def __init__(self, input_shape, num_classes, C, layers, stem_multiplier, head: Sparse, make_cell):
         super().__init__()
-        head = Sparse(stem_head_keep, mask_mode)
         c_stem = stem_multiplier * C
         self.stem = nn.Sequential(head.conv(input_shape[0], c_stem, 3, padding=1), nn.BatchNorm2d(c_stem))
         c_pp, c_p, c = c_stem, c_stem, C
@@ -121,12 +124,8 @@ class DassNetwork(nn.Module):
         reduction_prev = False
         for i in range(layers):
             reduction = i in (layers // 3, 2 * layers // 3)
-            kind = "reduce" if reduction else "normal"
             c = c * 2 if reduction else c
-            genes = [(arch[f"{kind}.n{n}.inputs"], (arch[f"{kind}.n{n}.op0"], arch[f"{kind}.n{n}.op1"]))
-                     for n in range(NODES)]
-            self.cells.append(Cell(genes, Sparse(arch[f"{kind}.keep"], mask_mode), c_pp, c_p, c, reduction,
-                                   reduction_prev))
+            self.cells.append(make_cell("reduce" if reduction else "normal", c_pp, c_p, c, reduction, reduction_prev))
             reduction_prev = reduction
             c_pp, c_p = c_p, NODES * c
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -140,13 +139,13 @@ class DassNetwork(nn.Module):
 
 
 @register_space("dass")
-class DassSpace(TrainedSpace):
+class DassSpace(TrainedSpace, SuperNet):
     defaults = {
         "C": 8,
         "layers": 3,
         "stem_multiplier": 3,
-        "keep_ratios": [0.05, 0.1, 0.2, 0.5],
-        "stem_head_keep": 1.0,
+        "keep_ratios": [0.1, 0.2, 0.3, 0.5],
+        "stem_head_keep": None,
         "mask": "scores",
         "ops": list(OPS),
     }
@@ -161,8 +160,9 @@ class DassSpace(TrainedSpace):
         if not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1
                                  for r in ratios):
             raise ConfigError(f"space.keep_ratios must be a non-empty list of numbers in (0, 1], got {ratios!r}")
-        if not 0 < o["stem_head_keep"] <= 1:
-            raise ConfigError(f"space.stem_head_keep must be in (0, 1], got {o['stem_head_keep']!r}")
+        shk = o["stem_head_keep"]
+        if shk is not None and (not isinstance(shk, (int, float)) or isinstance(shk, bool) or not 0 < shk <= 1):
+            raise ConfigError(f"space.stem_head_keep must be null or in (0, 1], got {shk!r}")
         if o["mask"] not in MASK_MODES:
             raise ConfigError(f"space.mask must be one of {', '.join(MASK_MODES)}, got {o['mask']!r}")
         bad = [op for op in o["ops"] if op not in OPS]
@@ -189,7 +189,19 @@ class DassSpace(TrainedSpace):
 
         return " ".join(cell(k) for k in CELL_TYPES)
 
+    def supernet_search(self, context, seed, options):
+        from .dass_supernet import DassSupernetSearch  # imports this module
+
+        return DassSupernetSearch(self, context, seed, options)
+
     def build(self, arch: Arch, input_shape, num_classes) -> nn.Module:
         o = self.options
-        return DassNetwork(arch, input_shape, num_classes, o["C"], o["layers"], o["stem_multiplier"],
-                           o["stem_head_keep"], o["mask"])
+        head_keep = arch["normal.keep"] if o["stem_head_keep"] is None else o["stem_head_keep"]
+
+        def make_cell(kind, *shape):
+            genes = [(arch[f"{kind}.n{n}.inputs"], (arch[f"{kind}.n{n}.op0"], arch[f"{kind}.n{n}.op1"]))
+                     for n in range(NODES)]
+            return Cell(genes, Sparse(arch[f"{kind}.keep"], o["mask"]), *shape)
+
+        return DassNetwork(input_shape, num_classes, o["C"], o["layers"], o["stem_multiplier"],
+                           Sparse(head_keep, o["mask"]), make_cell)
