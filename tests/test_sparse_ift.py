@@ -1,0 +1,175 @@
+"""Sparse-IFT: iso-FLOP family members (conv and linear), exact accounting, the space and an end-to-end search."""
+import json
+from fractions import Fraction
+from math import ceil, floor
+
+import pytest
+import torch
+
+from conftest import FAST, cli
+from sparsenas.errors import ConfigError
+from sparsenas.ops import SparseMixin, count_model
+from sparsenas.ops.sparse_ift import (LayerSpec, base_scaling, doped_rank, factorized_rank, make_unit, split_kept,
+                                      wide_widths)
+from sparsenas.space import Arch
+from sparsenas.spaces.sparse_ift import SparseIFTSpace
+
+SPARSITIES = [0.5, 0.75, 0.9]
+SPECS = {  # (layer, input shape without channels)
+    "conv3x3": (LayerSpec("conv", 12, 20, 3, 1), (7, 7)),
+    "conv3x3_stride2": (LayerSpec("conv", 16, 24, 3, 2), (9, 9)),
+    "linear": (LayerSpec("linear", 40, 24), ()),
+}
+MEMBER_CASES = [("wide", (False, True)), ("wide", (True, False)), ("wide", (True, True)),
+                ("parallel", (False, False)), ("factorized", (False, False)), ("doped", (False, False))]
+
+
+def counts(unit, spatial):
+    return count_model(unit, (unit.in_features, *spatial))
+
+
+@pytest.mark.parametrize("spec_name", SPECS)
+@pytest.mark.parametrize("member,widen", MEMBER_CASES)
+@pytest.mark.parametrize("s", SPARSITIES)
+def test_every_member_has_the_flops_of_the_dense_layer(spec_name, member, widen, s):
+    spec, spatial = SPECS[spec_name]
+    torch.manual_seed(0)
+    dense = counts(make_unit("dense", spec, s), spatial)
+    unit = make_unit(member, spec, s, widen_in=widen[0], widen_out=widen[1])
+    m = counts(unit, spatial)
+    assert abs(m["flops_sparse"] / dense["flops"] - 1) < 0.01
+    assert m["flops"] > 1.4 * dense["flops"]  # a real transformation: more dense compute, made sparse
+    if member == "wide":  # the solve: keep exactly the dense layer's weight count in the widened layer
+        c_in, c_out = wide_widths(spec, s, *widen)
+        assert m["sparsity"] == pytest.approx(1 - spec.c_in * spec.c_out / (c_in * c_out))
+    if member in ("parallel", "factorized") or (member == "wide" and widen != (True, True)):
+        assert abs(m["sparsity"] - s) < 0.03  # (doped's dense U·V take part of the FLOPs: its W is denser)
+
+
+@pytest.mark.parametrize("s", SPARSITIES)
+def test_shapes_follow_the_authors_formulas(s):
+    spec = LayerSpec("conv", 16, 32, 3)
+    base = round(1 / (1 - s))
+    assert base_scaling(s) == base and [base_scaling(x) for x in SPARSITIES] == [2, 4, 10]
+    assert wide_widths(spec, s, False, True) == (16, 32 * base)
+    assert wide_widths(spec, s, True, True) == (int(16 * base ** 0.5), int(32 * base ** 0.5))
+    assert len(make_unit("parallel", spec, s).branches) == base
+    q = Fraction(str(s))  # exact arithmetic: the formulas' values, free of float rounding
+    d = factorized_rank(spec, s)
+    assert d == ceil(Fraction(9 * 16 * 32) / ((1 - q) * (9 * 16 + 32)))
+    r = doped_rank(spec, s)
+    assert r == floor(q * 9 * 16 * 32 / (9 * 16 + 32))
+    f = make_unit("factorized", spec, s)
+    assert f.u.weight.shape == (d, 16, 3, 3) and f.v.weight.shape == (32, d, 1, 1)
+    doped = make_unit("doped", spec, s)
+    assert doped.u.weight.shape == (r, 16, 3, 3) and doped.v.weight.shape == (32, r, 1, 1)
+    assert not isinstance(doped.u, SparseMixin) and isinstance(doped.w, SparseMixin)
+    lin = LayerSpec("linear", 30, 20)
+    assert factorized_rank(lin, s) == ceil(Fraction(30 * 20) / ((1 - q) * 50))
+    assert doped_rank(lin, s) == floor(q * 30 * 20 / 50)
+
+
+def test_hand_checked_counts():
+    # doped 3x3 conv 4 -> 4 at s=0.5: r = floor(0.5*144/40) = 1; U 36, V 4 dense; W keeps 144 - 40 = 104
+    doped = make_unit("doped", LayerSpec("conv", 4, 4, 3), 0.5)
+    m = count_model(doped, (4, 5, 5))
+    assert m == {"params": 144 + 36 + 4 + 8, "nnz": 104 + 40 + 8, "flops": 25 * (144 + 40),
+                 "flops_sparse": 25 * 144, "sparsity": pytest.approx(1 - 104 / 144)}
+    # factorized linear 8 -> 8 at s=0.5: d = 64 / (0.5*16) = 8; U, V 64 weights each, 32 kept each
+    fac = make_unit("factorized", LayerSpec("linear", 8, 8), 0.5)
+    assert fac.rank == 8 and int(fac.u.mask().sum()) == int(fac.v.mask().sum()) == 32
+    assert count_model(fac, (8,)) == {"params": 128 + 16, "nnz": 64 + 16, "flops": 128, "flops_sparse": 64,
+                                      "sparsity": 0.5}
+    # parallel linear 5 -> 3 at s=0.75: 4 branches of 15 weights keep 4+4+4+3 = 15, four BNs of 3
+    par = make_unit("parallel", LayerSpec("linear", 5, 3), 0.75)
+    assert sorted(int(b.mask().sum()) for b in par.branches) == [3, 4, 4, 4]
+    assert count_model(par, (5,)) == {"params": 60 + 24, "nnz": 15 + 24, "flops": 60, "flops_sparse": 15,
+                                      "sparsity": 0.75}
+
+
+def test_split_kept_is_exact_and_uniform():
+    assert split_kept(10, [10, 10, 10, 10]) == [3, 3, 2, 2]
+    assert sum(split_kept(1234, [1000, 333, 7])) == 1234
+    with pytest.raises(ValueError):
+        split_kept(11, [5, 5])
+
+
+def tiny_space(**options):
+    return SparseIFTSpace(C=4, stages=[1, 1], hidden=16, **options)
+
+
+def uniform_arch(space, member, s=0.75):
+    n = len(space.plan)
+    return Arch({**{f"b{i}.member": member for i in range(n)}, **{f"b{i}.sparsity": s for i in range(n)}})
+
+
+@pytest.mark.parametrize("backbone,shape", [("resnet", (1, 8, 8)), ("mlp", (1, 8, 8)), ("mlp", (20,))])
+@pytest.mark.parametrize("member", ["dense", "wide", "parallel", "factorized", "doped"])
+def test_network_builds_trains_and_is_iso_flop(backbone, shape, member):
+    space = tiny_space(backbone=backbone)
+    torch.manual_seed(0)
+    dense = count_model(space.build(uniform_arch(space, "dense"), shape, 5), shape)
+    net = space.build(uniform_arch(space, member), shape, 5)
+    m = count_model(net, shape)
+    assert abs(m["flops_sparse"] / dense["flops"] - 1) < 0.01
+    x = torch.randn(6, *shape)
+    net.train()
+    out = net(x)
+    assert out.shape == (6, 5)
+    out.square().sum().backward()
+    sparse = [mod for mod in net.modules() if isinstance(mod, SparseMixin)]
+    assert bool(sparse) == (member != "dense")
+    for layer in sparse:  # static mask: pruned weights get no gradient, kept ones do
+        pruned = layer.mask() == 0
+        assert layer.weight.grad[pruned].abs().sum() == 0 and layer.weight.grad[~pruned].abs().sum() > 0
+    assert all(p.grad is not None for n, p in net.named_parameters() if not n.endswith("scores"))
+
+
+def test_stem_head_and_shortcuts_stay_dense():
+    space = tiny_space()
+    net = space.build(uniform_arch(space, "factorized", 0.9), (1, 8, 8), 10)
+    assert not any(isinstance(m, SparseMixin) for m in [*net.stem.modules(), net.head])
+    assert not any(isinstance(m, SparseMixin) for m in net.blocks[1].shortcut.modules())
+    assert net.stem.layer.weight.shape == (4, 1, 3, 3) and net.head.in_features == 8
+
+
+def test_wide_block_widens_its_inner_width():
+    space = tiny_space()
+    net = space.build(uniform_arch(space, "wide", 0.9), (1, 8, 8), 10)
+    block = net.blocks[1]
+    assert block.unit1.layer.weight.shape == (80, 4, 3, 3) and block.unit2.layer.weight.shape == (8, 80, 3, 3)
+
+
+def test_space_dims_label_and_options():
+    space = SparseIFTSpace()
+    assert len(space.plan) == 3 and set(space.dims()) == {f"b{i}.{d}" for i in range(3) for d in ("member", "sparsity")}
+    assert space.size() == 15 ** 3
+    arch = Arch({"b0.member": "dense", "b0.sparsity": 0.5, "b1.member": "wide", "b1.sparsity": 0.9,
+                 "b2.member": "doped", "b2.sparsity": 0.75})
+    assert space.label(space.validate(arch)) == "resnet:dense,wide@0.9,doped@0.75"
+    assert len(SparseIFTSpace(backbone="mlp", mlp_blocks=4).dims()) == 8
+    assert [(p.c_in, p.c_out, p.stride) for p in SparseIFTSpace(C=4, stages=[2, 1]).plan] == \
+        [(4, 4, 1), (4, 4, 1), (4, 8, 2)]
+    for bad in ({"backbone": "vgg"}, {"members": ["dense", "huge"]}, {"members": []}, {"sparsities": [1.0]},
+                {"sparsities": [0.5, True]}, {"stages": []}, {"stages": [1, 0]}, {"C": 0}, {"mask": "magic"}):
+        with pytest.raises(ConfigError):
+            SparseIFTSpace(**bad)
+    with pytest.raises(ConfigError, match="backbone=mlp"):
+        SparseIFTSpace().build(uniform_arch(SparseIFTSpace(), "dense"), (20,), 3)
+
+
+def test_search_cli_writes_the_run_contract(runs):
+    assert cli("search", "--space", "sparse_ift", "--strategy", "random", "--budget", 2, "--name", "sift",
+               "--runs-dir", runs, *FAST, "--set", "space.sparsities=[0.75]") == 0
+    run = runs / "sift"
+    recs = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in recs] == ["ok"] * 2
+    dense = count_model(SparseIFTSpace(C=4).build(uniform_arch(SparseIFTSpace(C=4), "dense"), (1, 8, 8), 10),
+                        (1, 8, 8))["flops"]
+    for r in recs:
+        m = r["metrics"]
+        assert {"val_acc", "test_acc", "params", "nnz", "flops", "flops_sparse", "sparsity"} <= set(m)
+        assert abs(m["flops_sparse"] / dense - 1) < 0.01
+        assert r["label"].startswith("resnet:")
+    assert (run / "best.json").is_file() and (run / "config.yaml").is_file()
+    assert (run / "state" / "checkpoint.pkl").is_file()
