@@ -2,6 +2,7 @@
 Any error becomes a `failed` result, so a bad trial never stops the search."""
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import socket
@@ -32,7 +33,9 @@ def worker_name() -> str:
 
 
 def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, task: TrialTask,
-              worker: str = "local") -> TrialResult:
+              worker: str = "local", on_epoch=None) -> TrialResult:
+    """`on_epoch(epoch, metrics)`, when given, is passed to spaces whose `evaluate` reports per epoch (trained
+    spaces), with the cheap metrics merged in (used by Ray Tune's schedulers)."""
     start = time.perf_counter()
     result = TrialResult(task.trial, task.arch, space.label(task.arch), "ok", seed=task.seed, worker=worker)
     try:
@@ -41,7 +44,11 @@ def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, ta
         if broken:
             result.status, result.error = "infeasible", "; ".join(broken)
         else:
-            result.metrics.update(space.evaluate(task.arch, task.seed, context))
+            hook = {}
+            if on_epoch is not None and "on_epoch" in inspect.signature(space.evaluate).parameters:
+                cheap = dict(result.metrics)
+                hook = {"on_epoch": lambda epoch, metrics: on_epoch(epoch, {**cheap, **metrics})}
+            result.metrics.update(space.evaluate(task.arch, task.seed, context, **hook))
             missing = [n for n in objective.names if not math.isfinite(result.metrics.get(n, math.nan))]
             if missing:
                 result.status, result.error = "failed", f"objective metric {missing[0]} missing or not finite"

@@ -1,0 +1,225 @@
+"""`--executor tune`: trials run by Ray Tune, proposed by a sparsenas strategy through a Tune Searcher.
+
+`StrategySearcher` is the adapter: Tune's `suggest(trial_id)` takes the next trial from a proposer and
+`on_trial_complete(trial_id, result)` hands the finished `TrialResult` to a finisher. Used on its own
+(`StrategySearcher.from_strategy`) the proposer is `strategy.ask` and the finisher `strategy.tell`, so
+any sparsenas strategy drives any Tune experiment. Inside a search the executor makes the search loop
+the proposer and finisher, so that ask/tell, the journal, checkpoints and `--resume` stay exactly as
+with every other executor: `submit` queues a task for `suggest`, `on_trial_complete` queues its result
+for `wait`, and `Tuner.fit()` runs in a background thread of the driver until `close()`.
+
+Trials run in Tune's function trainables with `reuse_actors=True`; each worker process builds and
+prepares the space once (cached per process). Trained spaces report every epoch but the last
+(`val_acc`, `train_loss` and the cheap metrics), so `execution.scheduler=asha` (ASHA, `max_t` =
+train.epochs, `asha_grace_period`, `asha_reduction_factor`) can stop weak trials early; a stopped trial
+is journalled `ok` with its last epoch's metrics plus `epochs` (epochs trained) and `stopped_early=1`.
+A trial whose worker dies is retried by Tune (`FailureConfig(max_failures=execution.retries)`), then
+journalled `failed`. Tune cannot kill one hung trial from outside; with `execution.kill_timeout_s` set the
+search stops with an error when no trial finishes for that long, rather than hang.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from ray import tune
+from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune.result import AUTO_RESULT_KEYS
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
+
+from ..evaluation import TrialTask, run_trial, trial_seed
+from ..journal import TrialResult
+from ..space import Arch, SearchSpace
+from ..strategies import Strategy
+from .base import Executor
+from .ray import TrialSpec, check_resources, connect, worker_id
+
+RECORD = "sparsenas_record"  # final report: the whole TrialResult as JSON
+METRICS = "sparsenas_metrics"  # per-epoch report: the metrics so far as JSON
+
+
+class StrategySearcher(Searcher):
+    """A Tune Searcher over `propose() -> TrialTask | None | Searcher.FINISHED` and
+    `finish(task, TrialResult)`; configs are `{"trial", "arch", "seed"}`."""
+
+    def __init__(self, space: SearchSpace, propose: Callable[[], Any], finish: Callable[[TrialTask, TrialResult], None],
+                 metric: str, mode: str):
+        super().__init__(metric=metric, mode=mode)
+        self.space, self._propose, self._finish = space, propose, finish
+        self._live: dict[str, list] = {}  # Tune trial id -> [task, last intermediate result]
+
+    @classmethod
+    def from_strategy(cls, strategy: Strategy, budget: int | None = None) -> "StrategySearcher":
+        """The strategy itself as the searcher: suggest → ask, on_trial_complete → tell (trial seeds derive
+        from the strategy's seed as in a search; `budget` ends the experiment after that many trials)."""
+        count = iter(range(budget if budget is not None else 2**62))
+
+        def propose():
+            trial = next(count, None)
+            arch = strategy.ask() if trial is not None else None
+            return Searcher.FINISHED if arch is None else TrialTask(trial, arch, trial_seed(strategy.seed, trial))
+
+        objective = strategy.objective
+        return cls(strategy.space, propose, lambda task, result: strategy.tell(result), objective.names[0],
+                   "max" if objective.signs[0] > 0 else "min")
+
+    def __getstate__(self) -> dict:  # Tune pickles its searcher for restore; the live links stay behind
+        return {**self.__dict__, "_propose": None, "_finish": None, "_live": {}}
+
+    def suggest(self, trial_id: str):
+        task = self._propose()
+        if not isinstance(task, TrialTask):
+            return task  # None (nothing yet) or Searcher.FINISHED
+        self._live[trial_id] = [task, None]
+        return {"trial": task.trial, "arch": dict(task.arch), "seed": task.seed}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._live:
+            self._live[trial_id][1] = result
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self._live:
+            return
+        task, last = self._live.pop(trial_id)
+        self._finish(task, self._to_result(task, result or last, error))
+
+    def _to_result(self, task: TrialTask, result: dict | None, error: bool) -> TrialResult:
+        result = result or {}
+        if RECORD in result:
+            return TrialResult.from_record(json.loads(result[RECORD]))
+        worker = result.get("worker") or (f"{result['hostname']}:{result['pid']}" if "pid" in result else "ray-tune")
+        out = TrialResult(task.trial, task.arch, self.space.label(task.arch), "failed", seed=task.seed,
+                          duration_s=float(result.get("time_total_s", 0.0)), worker=worker)
+        if error:
+            out.error = "the Ray Tune trial failed on every attempt (its worker died or the trainable crashed)"
+        elif METRICS in result:  # stopped by the scheduler after an epoch
+            out.status = "ok"
+            out.metrics = {**json.loads(result[METRICS]), "epochs": float(result["epoch"]), "stopped_early": 1.0}
+        elif self.metric in result:  # another trainable's plain report (StrategySearcher used on its own)
+            out.status = "ok"
+            out.metrics = {k: float(v) for k, v in result.items() if k not in AUTO_RESULT_KEYS
+                           and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        else:
+            out.error = "Ray Tune ended the trial before it reported anything"
+        return out
+
+
+_WARM: dict[str, SearchSpace] = {}  # per worker process: the prepared space of each search
+
+
+def tune_trial(config: dict, spec: TrialSpec, token: str) -> None:
+    """The function trainable: runs one trial, reporting each epoch but the last, then the whole result."""
+    if token not in _WARM:
+        _WARM.clear()
+        _WARM[token] = spec.build()
+    space, worker = _WARM[token], worker_id()
+    task = TrialTask(config["trial"], Arch(config["arch"]), config["seed"])
+    epochs = spec.context.train["epochs"]
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        if epoch + 1 < epochs:
+            tune.report({**metrics, "epoch": epoch + 1, "worker": worker, METRICS: json.dumps(metrics)})
+
+    result = run_trial(space, spec.objective, spec.context, task, worker=worker, on_epoch=on_epoch)
+    name, sign = spec.objective.names[0], spec.objective.signs[0]
+    value = result.metrics.get(name, math.nan)
+    tune.report({name: value if math.isfinite(value) else -sign * math.inf, "worker": worker,
+                 RECORD: json.dumps(result.to_record(), allow_nan=True)})
+
+
+def make_scheduler(execution: dict, epochs: int, metric: str, mode: str):
+    if execution["scheduler"] == "asha":
+        return ASHAScheduler(metric=metric, mode=mode, max_t=epochs, grace_period=execution["asha_grace_period"],
+                             reduction_factor=execution["asha_reduction_factor"])
+    return FIFOScheduler()
+
+
+class TuneExecutor(Executor):
+    def __init__(self, space, objective, context, execution):
+        super().__init__(space, objective, context, execution)
+        self._tasks: queue.SimpleQueue[TrialTask] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[TrialResult] = queue.SimpleQueue()
+        self._closing = threading.Event()
+        self._in_flight = 0
+        self._error: BaseException | None = None
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment banner on stdout
+        self._owns_ray = connect(execution)
+        check_resources(execution)
+        metric, mode = objective.names[0], "max" if objective.signs[0] > 0 else "min"
+        searcher = StrategySearcher(space, self._next_task, lambda task, result: self._results.put(result),
+                                    metric, mode)
+        trainable = tune.with_resources(
+            tune.with_parameters(tune_trial, spec=TrialSpec.of(space, objective, context), token=uuid.uuid4().hex),
+            {"cpu": execution["cpus_per_trial"], "gpu": execution["gpus_per_trial"]})
+        self._storage = tempfile.mkdtemp(prefix="sparsenas-tune-")
+        self._tuner = Tuner(
+            trainable,
+            tune_config=TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=execution["workers"],
+                                   reuse_actors=True,
+                                   scheduler=make_scheduler(execution, context.train["epochs"], metric, mode)),
+            run_config=RunConfig(name="sparsenas", storage_path=self._storage, verbose=0,
+                                 failure_config=FailureConfig(max_failures=execution["retries"])))
+        self._thread = threading.Thread(target=self._fit, name="sparsenas-tune", daemon=True)
+        self._thread.start()
+
+    @property
+    def capacity(self) -> int:
+        return self.execution["workers"]
+
+    def submit(self, task: TrialTask) -> None:
+        self._tasks.put(task)
+        self._in_flight += 1
+
+    def running(self) -> int:
+        return self._in_flight
+
+    def wait(self) -> list[TrialResult]:
+        limit = self.execution["kill_timeout_s"]
+        since = time.monotonic()
+        while True:
+            try:
+                results = [self._results.get(timeout=0.5)]
+                break
+            except queue.Empty:
+                if not self._thread.is_alive():
+                    raise RuntimeError(f"Ray Tune stopped unexpectedly: {self._error!r}")
+                if limit is not None and time.monotonic() - since > limit:
+                    raise RuntimeError(f"no trial finished under Ray Tune within execution.kill_timeout_s={limit:g} s")
+        while not self._results.empty():
+            results.append(self._results.get())
+        self._in_flight -= len(results)
+        return results
+
+    def close(self) -> None:
+        self._closing.set()
+        if hasattr(self, "_thread"):
+            self._thread.join(timeout=60)
+            shutil.rmtree(self._storage, ignore_errors=True)
+        if self._owns_ray:
+            import ray
+
+            ray.shutdown()
+            self._owns_ray = False
+
+    def _next_task(self):
+        if self._closing.is_set():
+            return Searcher.FINISHED
+        try:
+            return self._tasks.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _fit(self) -> None:
+        try:
+            self._tuner.fit()
+        except BaseException as e:  # noqa: BLE001 — reported by wait()
+            self._error = e
