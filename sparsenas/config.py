@@ -78,6 +78,7 @@ CORE: dict[str, dict[str, Field]] = {
         "maximize": Field(["val_acc"], (list, str)),
         "minimize": Field([], (list, str)),
         "constraints": Field({}, (dict,)),
+        "reference": Field({}, (dict,)),  # hypervolume reference point {metric: value}; see Objective
     },
     "execution": {
         "executor": Field("local", (str,)),
@@ -86,6 +87,14 @@ CORE: dict[str, dict[str, Field]] = {
         "device": Field("auto", (str,), lambda v: v in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
         "cpus_per_trial": Field(1, NUM, _positive, "must be > 0"),
         "gpus_per_trial": Field(0, NUM, _non_negative, "must be >= 0"),
+        # ray / tune executors: retries of a trial whose worker died, driver-side kill limit per attempt,
+        # how long to wait for a first worker, and tune's trial scheduler (asha: early stopping per epoch)
+        "retries": Field(1, (int,), _non_negative, "must be >= 0"),
+        "kill_timeout_s": Field(None, OPT_NUM, _positive, "must be > 0"),
+        "start_timeout_s": Field(120.0, NUM, _positive, "must be > 0"),
+        "scheduler": Field("fifo", (str,), lambda v: v in ("fifo", "asha"), "must be fifo or asha"),
+        "asha_grace_period": Field(1, (int,), _positive, "must be >= 1"),
+        "asha_reduction_factor": Field(3.0, NUM, lambda v: v > 1, "must be > 1"),
     },
 }
 SECTIONS = ("space", "strategy", *CORE)
