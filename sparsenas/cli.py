@@ -47,11 +47,28 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="retrain the best (or a chosen) architecture and save it for sparse execution",
+                       description=(
+        "Retrain a trial's architecture with the run's config and save a deployable module: unstructured linear "
+        "layers as torch.sparse CSR where that is faster, channel-sparse layers as smaller dense layers, N:M layers "
+        "semi-structured on CUDA (compute capability >= 8.0) or dense. Writes OUT/model.pt and OUT/export.json."))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (runs/<name>)")
+    p.add_argument("--trial", type=int, help="trial number to export (default: the one in best.json)")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/export-trial<N>)")
+    p.add_argument("--epochs", type=int, help="retraining epochs (default: the run's train.epochs)")
+    p.add_argument("--csr", choices=("auto", "always", "never"), default="auto",
+                   help="CSR for unstructured linear layers: when timed faster (auto), always or never")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device to retrain and export on")
+    p.set_defaults(func=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sparsenas", description="Neural architecture search for sparse networks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_search(sub)
     _add_report(sub)
+    _add_export(sub)
     return parser
 
 
@@ -150,6 +167,18 @@ def cmd_report(args) -> int:
     from .report import report
 
     print(report(Path(args.run_dir), top=args.top))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run, format_plan
+
+    info = export_run(Path(args.run_dir), trial=args.trial, out=args.out, epochs=args.epochs, csr=args.csr,
+                      device=args.device)
+    print(format_plan(info["plan"]))
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in info["metrics"].items())
+    out = args.out or Path(args.run_dir) / f"export-trial{info['trial']}"
+    print(f"exported trial {info['trial']} ({shown}; max |masked - exported| = {info['max_abs_diff']:.2g}) to {out}")
     return 0
 
 

@@ -1,0 +1,108 @@
+"""Export: deployable modules match the masked model, weights load with weights_only, CLI errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import cli
+from sparsenas.export import ChannelSlice, CSRLinear, load_exported, to_deployable
+from sparsenas.ops import SparseConv2d, SparseLinear
+
+
+def _mixed_net():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        SparseConv2d(2, 8, 3, padding=1, keep=0.3, mask_mode="magnitude"), nn.BatchNorm2d(8), nn.ReLU(),
+        SparseConv2d(8, 8, 3, padding=1, keep=0.5, mask_mode="channel"), nn.ReLU(),
+        SparseConv2d(8, 8, 3, padding=1, groups=8, keep=0.5, mask_mode="channel"), nn.Flatten(),
+        SparseLinear(8 * 16, 64, keep=0.1, mask_mode="random"), nn.ReLU(),
+        SparseLinear(64, 32, mask_mode="2:4"), nn.ReLU(),
+        SparseLinear(32, 16, keep=0.4, mask_mode="channel"), nn.ReLU(),
+        SparseLinear(16, 5, keep=0.2, mask_mode="scores"), nn.Linear(5, 3))
+
+
+@pytest.mark.parametrize("csr", ["always", "auto", "never"])
+def test_exported_outputs_match_masked_model(csr):
+    model = _mixed_net().eval()
+    model[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(32, 2, 4, 4)
+    dep, plan = to_deployable(model, x, csr=csr)
+    diff = (dep(x) - model(x)).abs().max().item()
+    assert diff < 1e-4
+    actions = {name: e["action"] for name, e in plan.items()}
+    assert actions["0"] == "dense" and actions["3"] == "channel" and actions["5"] == "dense"
+    assert actions["9"] == "dense" and "kept dense" in plan["9"]["note"]
+    assert actions["11"] == "channel"
+    if csr == "always":
+        assert actions["7"] == actions["13"] == "csr" and isinstance(dep[7], CSRLinear)
+    if csr == "never":
+        assert "csr" not in actions.values()
+    assert isinstance(dep[3], ChannelSlice) and dep[3].inner.out_channels == 4
+    assert isinstance(dep[11], ChannelSlice) and dep[11].inner.out_features == round(0.4 * 16)
+    assert not any(n.endswith("scores") or "mask_buf" in n for n in dep.state_dict())
+
+
+def test_saved_weights_load_weights_only_and_rebuild(tmp_path):
+    model = _mixed_net().eval()
+    x = torch.randn(8, 2, 4, 4)
+    dep, plan = to_deployable(model, csr="always")
+    torch.save(dep.state_dict(), tmp_path / "model.pt")
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    fresh, _ = to_deployable(_other_seed_net(), plan=plan)  # different weights and CSR sizes
+    fresh.load_state_dict(state)
+    assert (fresh.eval()(x) - model(x)).abs().max().item() < 1e-4
+
+
+def _other_seed_net():
+    torch.manual_seed(1)
+    net = _mixed_net()
+    for m in net.modules():
+        if isinstance(m, SparseLinear) and m.mask_mode == "random":
+            m.keep = 0.3  # a different nnz than the saved CSR
+    return net
+
+
+def _fake_run(tmp_path, status):
+    from sparsenas import spaces  # noqa: F401
+    from sparsenas.config import dump, resolve
+    from sparsenas.search import build_space
+
+    config = resolve([{"space": {"name": "dass", "C": 4, "layers": 1, "stem_multiplier": 1, "mask": "random"},
+                       "strategy": {"name": "random"},
+                       "train": {"epochs": 1}, "data": {"limit": 64}}])
+    arch = build_space(config).sample(np.random.default_rng(0))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump(config))
+    record = {"trial": 0, "arch": dict(arch), "arch_id": arch.arch_id, "label": "x", "status": status,
+              "metrics": {"val_acc": 0.5}, "seed": 3, "duration_s": 1.0, "worker": "local", "error": None}
+    (run / "trials.jsonl").write_text(json.dumps(record) + "\n")
+    if status == "ok":
+        (run / "best.json").write_text(json.dumps({"trial": 0, "arch": dict(arch), "arch_id": arch.arch_id,
+                                                   "metrics": record["metrics"]}))
+    return run
+
+
+def test_export_of_run_without_success_is_one_line_exit_2(tmp_path, capsys):
+    run = _fake_run(tmp_path, "failed")
+    assert cli("export", run) == 2
+    err = capsys.readouterr().err
+    assert "has no successful trial to export" in err and err.count("\n") == 1
+    assert cli("export", run, "--trial", 0) == 2
+    assert "is failed, not ok" in capsys.readouterr().err
+    assert cli("export", tmp_path / "nope") == 2
+
+
+def test_cli_export_end_to_end(tmp_path, capsys):
+    run = _fake_run(tmp_path, "ok")
+    assert cli("export", run, "--out", tmp_path / "exp") == 0
+    assert "exported trial 0" in capsys.readouterr().out
+    info = json.loads((tmp_path / "exp" / "export.json").read_text())
+    assert info["max_abs_diff"] < 1e-4 and info["trial"] == 0 and info["seed"] == 3
+    state = torch.load(tmp_path / "exp" / "model.pt", weights_only=True)
+    assert state and not any("scores" in k for k in state)
+    dep = load_exported(tmp_path / "exp")
+    x = torch.randn(4, *info["input_shape"])
+    assert dep(x).shape == (4, 10)
