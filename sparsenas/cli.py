@@ -40,11 +40,22 @@ def _add_search(sub) -> None:
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="summarise a finished or running search",
-                       description="Print the best trials, the best architecture and the Pareto front of a run.")
-    p.add_argument("run_dir", help="a run directory (runs/<name>)")
-    p.add_argument("--top", type=int, default=10, help="how many trials to list (default 10)")
+    p = sub.add_parser("report", help="summarise and plot one or several searches", description=(
+        "Print the best trials, the best architecture and the Pareto front of each run (and, for several "
+        "runs, a comparison with one common hypervolume reference); write pareto.png and trajectory.png with "
+        "all the runs in each figure."))
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (runs/<name>); same objectives")
+    p.add_argument("--top", type=int, default=10, help="how many trials to list per run (default 10)")
+    p.add_argument("--out", help="directory for pareto.png and trajectory.png (default: the first RUN_DIR)")
     p.set_defaults(func=cmd_report)
+
+
+def _add_tensorboard(sub) -> None:
+    p = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1", description=(
+        "Start TensorBoard on RUN_DIR/tb, bound to 127.0.0.1 only, print its URL and serve until Ctrl-C."))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (runs/<name>)")
+    p.add_argument("--port", type=int, default=6006, help="TCP port (default 6006; 0 picks a free one)")
+    p.set_defaults(func=cmd_tensorboard)
 
 
 def _add_export(sub) -> None:
@@ -68,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_search(sub)
     _add_report(sub)
+    _add_tensorboard(sub)
     _add_export(sub)
     return parser
 
@@ -164,9 +176,10 @@ def cmd_search(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import report
+    from .report import run_report
 
-    print(report(Path(args.run_dir), top=args.top))
+    print(run_report([Path(d) for d in args.run_dirs], top=args.top,
+                     out=Path(args.out) if args.out is not None else None))
     return 0
 
 
@@ -180,6 +193,12 @@ def cmd_export(args) -> int:
     out = args.out or Path(args.run_dir) / f"export-trial{info['trial']}"
     print(f"exported trial {info['trial']} ({shown}; max |masked - exported| = {info['max_abs_diff']:.2g}) to {out}")
     return 0
+
+
+def cmd_tensorboard(args) -> int:
+    from .tensorboard_server import serve
+
+    return serve(Path(args.run_dir), args.port)
 
 
 def main(argv: list[str] | None = None) -> int:

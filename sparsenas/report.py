@@ -1,13 +1,43 @@
-"""`sparsenas report`: the top trials, the best architecture and the Pareto front of a run, as text."""
+"""`sparsenas report`: the top trials, the best architecture and the Pareto front of one or several runs, as
+text, and the figures pareto.png and trajectory.png (several runs — e.g. strategies on one space — are
+drawn together in each figure)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
 from .errors import ConfigError
-from .journal import Journal
+from .journal import Journal, TrialResult
 from .objective import Objective
+
+
+@dataclass
+class Run:
+    """A run directory read back: its resolved config, objective and journal."""
+
+    path: Path
+    config: dict
+    objective: Objective
+    results: list[TrialResult]
+
+    @property
+    def title(self) -> str:
+        return f"{self.path.name} ({self.config['strategy']['name']})"
+
+
+def load_run(run_dir: Path) -> Run:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "trials.jsonl").is_file():
+        raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml and trials.jsonl)")
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        objective = Objective.from_config(config["objective"])
+    except (yaml.YAMLError, KeyError, TypeError):
+        raise ConfigError(f"{run_dir}/config.yaml is not a sparsenas run config") from None
+    return Run(run_dir, config, objective, Journal(run_dir / "trials.jsonl").load())
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -15,13 +45,22 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _counts(results: Sequence[TrialResult]) -> dict[str, int]:
+    return {s: sum(r.status == s for r in results) for s in ("ok", "failed", "infeasible")}
+
+
+def _reference_text(objective: Objective, reference: Sequence[float]) -> str:
+    return ", ".join(f"{n}={s * r:.4g}" for n, s, r in zip(objective.names, objective.signs, reference))
+
+
 def report(run_dir: Path, top: int = 10) -> str:
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "trials.jsonl").is_file():
-        raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml and trials.jsonl)")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    objective = Objective.from_config(config["objective"])
-    results = Journal(run_dir / "trials.jsonl").load()
-    counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "infeasible")}
+    """The text report of one run."""
+    return _run_text(load_run(run_dir), top)
+
+
+def _run_text(run: Run, top: int) -> str:
+    run_dir, objective, results, config = run.path, run.objective, run.results, run.config
+    counts = _counts(results)
     extra = [m for m in ("sparsity", "flops_sparse", "params") if m not in objective.names]
     ranked = sorted((r for r in results if objective.scalar(r) is not None), key=lambda r: -objective.scalar(r))
     rows = [["trial", *objective.names, *extra, "arch_id"]]
@@ -35,7 +74,72 @@ def report(run_dir: Path, top: int = 10) -> str:
         lines += ["", f"best: trial {best.trial} ({best.arch_id})", f"  {best.label}"]
     if objective.multi and ranked:
         front = objective.pareto_front(results)
-        lines += ["", f"Pareto front ({len(front)}):",
+        reference = objective.reference_point(results)
+        lines += ["", f"Pareto front ({len(front)}), hypervolume {objective.hypervolume(results, reference):.6g} "
+                      f"(reference {_reference_text(objective, reference)}):",
                   _table([["trial", *objective.names]] + [[str(r.trial), *(f"{r.metrics[m]:.4g}" for m in objective.names)]
                                                         for r in front])]
     return "\n".join(lines)
+
+
+def compare(runs: Sequence[Run]) -> str:
+    """One line per run: trials, best value of each objective and, with several objectives, the Pareto-front
+    size and the hypervolume w.r.t. one reference point common to all runs."""
+    objective = runs[0].objective
+    all_results = [r for run in runs for r in run.results]
+    reference = objective.reference_point(all_results) if objective.multi else None
+    head = ["run", "trials", "ok", *(f"best {n}" for n in objective.names)]
+    if reference is not None:
+        head += ["front", "hypervolume"]
+    rows = [head]
+    for run in runs:
+        row = [run.title, str(len(run.results)), str(_counts(run.results)["ok"])]
+        for i, (name, sign) in enumerate(zip(objective.names, objective.signs)):
+            vals = [v[i] for r in run.results if (v := objective.values(r)) is not None]
+            row.append(f"{sign * max(vals):.4g}" if vals else "-")
+        if reference is not None:
+            row += [str(len(objective.pareto_front(run.results))),
+                    f"{objective.hypervolume(run.results, reference):.6g}"]
+        rows.append(row)
+    lines = [_table(rows)]
+    if reference is not None:
+        lines.append(f"(hypervolume reference, common to all runs: {_reference_text(objective, reference)})")
+    return "\n".join(lines)
+
+
+def _check_comparable(runs: Sequence[Run]) -> None:
+    first = runs[0].objective
+    for run in runs[1:]:
+        if (run.objective.names, run.objective.signs) != (first.names, first.signs):
+            raise ConfigError(f"cannot compare {run.path} with {runs[0].path}: different objectives "
+                              f"({', '.join(run.objective.names)} vs {', '.join(first.names)})")
+
+
+def write_plots(runs: Sequence[Run], out_dir: Path) -> list[Path]:
+    """pareto.png (when the runs have two objectives, or one and a cost metric) and trajectory.png."""
+    from .plots import Series, pareto_figure, save_png, trajectory_figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objective = runs[0].objective
+    series = [Series(run.title if len(runs) > 1 else run.path.name, run.results) for run in runs]
+    all_results = [r for run in runs for r in run.results]
+    written = []
+    fig = pareto_figure(objective, series)
+    if fig is not None:
+        written.append(save_png(fig, out_dir / "pareto.png"))
+    reference = objective.reference_point(all_results) if objective.multi else None
+    written.append(save_png(trajectory_figure(objective, series, reference), out_dir / "trajectory.png"))
+    return written
+
+
+def run_report(run_dirs: Sequence[Path], top: int = 10, out: Path | None = None) -> str:
+    """What `sparsenas report` prints: each run's report, a comparison of several runs, the figures written
+    (to `out`, default the first run directory)."""
+    runs = [load_run(d) for d in run_dirs]
+    _check_comparable(runs)
+    parts = [_run_text(run, top) for run in runs]
+    if len(runs) > 1:
+        parts.append("comparison:\n" + compare(runs))
+    written = write_plots(runs, Path(out) if out is not None else runs[0].path)
+    parts.append("wrote " + ", ".join(str(p) for p in written))
+    return "\n\n".join(parts)
