@@ -72,6 +72,9 @@ def test_clear_errors(tmp_path):
     space.prepare(None)
     with pytest.raises(ConfigError, match="not in the NB201 table"):
         space.evaluate(Arch({e: "none" for e in EDGE_LABELS}), 0, None)
+    (tmp_path / "v.csv").write_text(f"arch_str,c10valid_val_12,c10_test_200\n{BEST},80,90\n|bogus~0|,1,2\n")
+    with pytest.raises(ConfigError, match="line 3"):
+        NB201Space(benchmark_file=str(tmp_path / "v.csv")).prepare(None)
     with pytest.raises(ConfigError, match="mode"):
         NB201Space(mode="tabel")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 from pathlib import Path
 
 import torch
@@ -29,6 +30,8 @@ from .trained import TrainedSpace
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (from, to), in arch_str order
 EDGE_LABELS = tuple(f"edge_{i}_{j}" for i, j in EDGES)
+_OP = "(" + "|".join(OPS) + ")"
+ARCH_STR = re.compile(rf"\|{_OP}~0\|\+\|{_OP}~0\|{_OP}~1\|\+\|{_OP}~0\|{_OP}~1\|{_OP}~2\|")
 MODES = ("table", "train")
 
 
@@ -79,9 +82,11 @@ def _load_table(path: str, mtime: float, signal: str, final: str) -> dict[str, t
             table = {}
             for n, row in enumerate(reader, start=2):
                 try:
-                    label = arch_str(parse_arch_str(row["arch_str"]))
+                    label = (row["arch_str"] or "").strip()
+                    if not ARCH_STR.fullmatch(label):
+                        raise ValueError
                     table[label] = (float(row[signal]), float(row[final]))
-                except (ConfigError, TypeError, ValueError):
+                except (TypeError, ValueError):
                     raise ConfigError(f"NB201 table {path} line {n}: bad row {row.get('arch_str')!r}") from None
     except OSError as e:
         raise ConfigError(f"cannot read NB201 table {path}: {e.strerror or e}") from None

@@ -1,0 +1,386 @@
+"""Order-Preserving GFlowNet (OP-GFN; Chen & Mauch, "Order-Preserving GFlowNets", ICLR 2024), plain PyTorch.
+
+Environment (any space; NB201 is the paper's): a state assigns some of the space's D dims, -1 = unset. A forward
+action sets one unset dim to one of its values (the exit action, forced once every dim is set, has
+probability 1 and is left implicit); a backward action unsets one set dim. Categorical dims keep their
+choices; Int dims with more than `max_values` values and Float dims are discretised to `max_values` evenly
+spaced (log-spaced for log floats) grid values — a simplification: the strategy never proposes off-grid values.
+
+Model: one MLP torso on the one-hot state with a forward head (P_F over set-dim-to-value actions), a
+backward head (P_B over set dims) and a scalar log Z. The predicted log-reward of a terminal x along a
+trajectory τ is log Z + Σ log P_F(τ) − Σ log P_B(τ). OP-TB loss (trained on the ordering only, never on reward
+values): pair every trajectory with a random other one, target [1{r_i>r_j}, 1{r_j>r_i}] (ties ½), cross-entropy
+against the softmax of the two predicted log-rewards; plus λ_KL·KL(uniform ‖ P_B) over the visited states.
+Multi-objective: in random subsets of `mo_subset` trajectories, cross-entropy between the softmax of the
+predicted log-rewards and the uniform distribution on the subset's Pareto-non-dominated members (failed and
+infeasible trials are dominated by every ok one and ranked below them in the single-objective case).
+
+Loop (the paper's): `init_samples` first queries (uniform), then rounds of `batch_size` queries. Each round
+trains `train_steps` full-batch Adam steps (lr 1e-3, log Z lr 0.1) on the trajectories of the whole history
+(`train_steps_init` right after a (re-)initialisation, every `reinit_every` rounds), then `replay_steps` steps
+on backward trajectories drawn from P_B for a prioritised replay of `replay_size` terminals (half from the top
+10%), `replay_per_terminal` trajectories each, then samples `proxy_factor × batch_size` candidates from P_F
+and queries the `batch_size` with the highest predicted log-reward (the paper's proxy sampling). Departures
+from the authors' defaults (chosen on small budgets; same for every space): fewer initial samples and
+training steps (they use 64 / 2000 / 200 for a ~564-query run), and no arch is queried twice — candidates
+already seen are dropped before the top-k.
+
+Deterministic given the seed (own torch.Generator and numpy Generator; network init under a forked global
+RNG); `state_dict` carries the networks, the optimizer, both RNG states, the history and the proposal queue.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..space import Arch, Categorical, Float, Int
+from .base import Strategy, register_strategy
+
+
+def grid(dim, max_values: int) -> list:
+    """The values of a dim the GFlowNet chooses from."""
+    if isinstance(dim, Categorical):
+        return list(dim.choices)
+    if isinstance(dim, Int):
+        n = int(dim.size())
+        if n <= max_values:
+            return [dim.low + dim.step * i for i in range(n)]
+        idx = np.unique(np.round(np.linspace(0, n - 1, max_values)).astype(int))
+        return [dim.low + dim.step * int(i) for i in idx]
+    if isinstance(dim, Float):
+        if dim.log:
+            return [float(v) for v in np.exp(np.linspace(math.log(dim.low), math.log(dim.high), max_values))]
+        return [float(v) for v in np.linspace(dim.low, dim.high, max_values)]
+    raise ConfigError(f"opgfn cannot construct a dim of type {type(dim).__name__}")
+
+
+class Encoding:
+    """Dims ↔ integer vectors; one-hot features (unset = slot 0 of each dim) and the flat action table."""
+
+    def __init__(self, space, max_values: int):
+        dims = space.dims()
+        self.labels = list(dims)
+        self.values = [grid(dims[k], max_values) for k in self.labels]
+        self.D = len(self.labels)
+        self.sizes = torch.tensor([len(v) for v in self.values])
+        self.in_offsets = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.sizes[:-1] + 1]), 0)
+        self.n_in = int((self.sizes + 1).sum())
+        self.act_offsets = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.sizes[:-1]]), 0)
+        self.n_act = int(self.sizes.sum())
+        self.act_dim = torch.repeat_interleave(torch.arange(self.D), self.sizes)  # dim of each action
+
+    def features(self, states: torch.Tensor) -> torch.Tensor:
+        x = torch.zeros(*states.shape[:-1], self.n_in)
+        return x.scatter_(-1, self.in_offsets + states + 1, 1.0)
+
+    def arch(self, values: np.ndarray | torch.Tensor) -> Arch:
+        return Arch({k: self.values[d][int(values[d])] for d, k in enumerate(self.labels)})
+
+    def index(self, arch: Arch) -> list[int] | None:
+        """Grid indices of an arch, or None when a value is off the grid."""
+        out = []
+        for d, k in enumerate(self.labels):
+            match = [i for i, v in enumerate(self.values[d]) if type(v) is type(arch[k]) and v == arch[k]]
+            if not match:
+                return None
+            out.append(match[0])
+        return out
+
+
+class GFlowNet(nn.Module):
+    def __init__(self, n_in: int, n_act: int, D: int, hidden: int, layers: int):
+        super().__init__()
+        mods, width = [], n_in
+        for _ in range(layers):
+            mods += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.torso = nn.Sequential(*mods)
+        self.pf = nn.Linear(width, n_act)
+        self.pb = nn.Linear(width, D)
+        self.log_z = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        h = self.torso(x)
+        return self.pf(h), self.pb(h)
+
+
+def _masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.masked_fill(~mask, -1e9), dim=-1)
+
+
+def ordering_loss(pred: torch.Tensor, reward: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Pairwise OP loss: CE between [1{r_i>r_j}, 1{r_j>r_i}] (ties ½) and softmax(pred_i, pred_j)."""
+    keep = perm != torch.arange(len(perm))
+    i, j = torch.arange(len(perm))[keep], perm[keep]
+    if len(i) == 0:
+        return pred.sum() * 0.0
+    target = (reward[i] > reward[j]).float() + 0.5 * (reward[i] == reward[j]).float()
+    diff = pred[i] - pred[j]
+    return -(target * nn.functional.logsigmoid(diff) + (1 - target) * nn.functional.logsigmoid(-diff)).mean()
+
+
+def pareto_mask(values: np.ndarray) -> np.ndarray:
+    """Non-dominated rows of `values` (higher is better; rows with a nan are dominated by all finite rows)."""
+    ok = np.all(np.isfinite(values), axis=1)
+    out = np.zeros(len(values), dtype=bool)
+    for i in np.flatnonzero(ok):
+        others = values[ok]
+        dominated = np.any(np.all(others >= values[i], axis=1) & np.any(others > values[i], axis=1))
+        out[i] = not dominated
+    return out
+
+
+@register_strategy("opgfn")
+class OPGFN(Strategy):
+    defaults = {"init_samples": 20, "batch_size": 10, "train_steps": 100, "train_steps_init": 500,
+                "reinit_every": 10, "replay_size": 20, "replay_per_terminal": 4, "replay_steps": 20,
+                "proxy_factor": 10, "kl_weight": 0.1, "lr": 1e-3, "log_z_lr": 0.1, "hidden": 128, "train_batch": 128,
+                "layers": 2, "mo_subset": 16, "max_values": 32, "max_retries": 20}
+
+    def __init__(self, space, objective, seed, **options):
+        super().__init__(space, objective, seed, **options)
+        for key, value in self.options.items():
+            low_ok = value >= 0 if key in ("kl_weight", "replay_steps") else value > 0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low_ok:
+                raise ConfigError(f"strategy.{key} must be {'>=' if key in ('kl_weight', 'replay_steps') else '>'} 0, "
+                                  f"got {value!r}")
+        self.enc = Encoding(space, int(self.options["max_values"]))
+        self.total = math.prod(len(v) for v in self.enc.values)
+        self.rng = np.random.default_rng(seed)
+        self.gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 7]).generate_state(1)[0]))
+        self.seen: set[str] = set()
+        # history: per told trial, grid values, construction order (None: draw one) and objective values
+        self.hist_values: list[list[int]] = []
+        self.hist_orders: list[list[int] | None] = []
+        self.hist_scores: list[list[float]] = []
+        self.orders: dict[str, list[int]] = {}  # arch_id → order it was constructed in (our proposals)
+        self.queue: list[tuple[list[int], list[int]]] = []
+        self.asked = 0
+        self.rounds = 0
+        self.net: GFlowNet | None = None
+        self.opt: torch.optim.Optimizer | None = None
+
+    # -- model ----------------------------------------------------------------------------------------------
+    def _reinit(self) -> None:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = GFlowNet(self.enc.n_in, self.enc.n_act, self.enc.D, int(self.options["hidden"]),
+                                int(self.options["layers"]))
+        self.opt = self._optimizer(self.net)
+
+    def _optimizer(self, net: GFlowNet) -> torch.optim.Optimizer:
+        rest = [p for n, p in net.named_parameters() if n != "log_z"]
+        return torch.optim.Adam([{"params": rest, "lr": self.options["lr"]},
+                                 {"params": [net.log_z], "lr": self.options["log_z_lr"]}])
+
+    def _trajectory_terms(self, values: torch.Tensor, orders: torch.Tensor):
+        """For n complete trajectories (terminal grid values, order of the dims set): predicted log R (n,) and
+        the mean KL(uniform ‖ P_B) over their non-initial states."""
+        n, D = values.shape
+        rank = torch.empty_like(orders).scatter_(1, orders, torch.arange(D).expand(n, D))
+        steps = torch.arange(D + 1).view(1, D + 1, 1)
+        states = torch.where(rank.unsqueeze(1) < steps, values.unsqueeze(1), torch.full_like(values.unsqueeze(1), -1))
+        pf_logits, pb_logits = self.net(self.enc.features(states))               # (n, D+1, A), (n, D+1, D)
+        unset = states == -1
+        pf_logp = _masked_log_softmax(pf_logits[:, :-1], unset[:, :-1][..., self.enc.act_dim])
+        actions = self.enc.act_offsets[orders] + values.gather(1, orders)        # (n, D) action at step t
+        log_pf = pf_logp.gather(2, actions.unsqueeze(-1)).squeeze(-1).sum(1)
+        set_mask = ~unset[:, 1:]
+        pb_logp = _masked_log_softmax(pb_logits[:, 1:], set_mask)
+        log_pb = pb_logp.gather(2, orders.unsqueeze(-1)).squeeze(-1).sum(1)
+        uniform = set_mask.float() / set_mask.sum(-1, keepdim=True)
+        kl = (uniform * (torch.log(uniform.clamp_min(1e-12)) - pb_logp)).masked_fill(~set_mask, 0).sum(-1).mean()
+        return self.net.log_z + log_pf - log_pb, kl
+
+    def _loss(self, values, orders, scores: np.ndarray) -> torch.Tensor:
+        pred, kl = self._trajectory_terms(values, orders)
+        if scores.shape[1] == 1:
+            reward = torch.as_tensor(np.nan_to_num(scores[:, 0], nan=-np.inf))
+            loss = ordering_loss(pred, reward, torch.randperm(len(pred), generator=self.gen))
+        else:
+            loss, k = pred.sum() * 0.0, min(int(self.options["mo_subset"]), len(pred))
+            for _ in range(max(1, len(pred) // k)):
+                idx = torch.randperm(len(pred), generator=self.gen)[:k]
+                front = torch.as_tensor(pareto_mask(scores[idx.numpy()]))
+                if front.any():
+                    target = front.float() / front.sum()
+                    loss = loss - (target * torch.log_softmax(pred[idx], 0)).sum()
+        return loss + self.options["kl_weight"] * kl
+
+    def _train(self, values, orders, scores, steps: int) -> None:
+        """`steps` Adam steps, each on the whole set or, beyond `train_batch` trajectories, a random batch of it."""
+        n, batch = len(values), int(self.options["train_batch"])
+        for _ in range(steps):
+            idx = torch.randperm(n, generator=self.gen)[:batch] if n > batch else torch.arange(n)
+            self.opt.zero_grad()
+            self._loss(values[idx], orders[idx], scores[idx.numpy()]).backward()
+            self.opt.step()
+
+    @torch.no_grad()
+    def _sample_forward(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        D = self.enc.D
+        states = torch.full((n, D), -1, dtype=torch.long)
+        orders = torch.zeros((n, D), dtype=torch.long)
+        for t in range(D):
+            logits, _ = self.net(self.enc.features(states))
+            probs = _masked_log_softmax(logits, (states == -1)[:, self.enc.act_dim]).exp()
+            a = torch.multinomial(probs, 1, generator=self.gen).squeeze(1)
+            d = self.enc.act_dim[a]
+            states[torch.arange(n), d] = a - self.enc.act_offsets[d]
+            orders[:, t] = d
+        return states, orders
+
+    @torch.no_grad()
+    def _sample_backward(self, values: torch.Tensor) -> torch.Tensor:
+        n, D = values.shape
+        states, orders = values.clone(), torch.zeros((n, D), dtype=torch.long)
+        for t in reversed(range(D)):
+            _, logits = self.net(self.enc.features(states))
+            probs = _masked_log_softmax(logits, states != -1).exp()
+            d = torch.multinomial(probs, 1, generator=self.gen).squeeze(1)
+            states[torch.arange(n), d] = -1
+            orders[:, t] = d
+        return orders
+
+    @torch.no_grad()
+    def predicted_log_reward(self, archs: list[Arch], samples: int = 8) -> np.ndarray:
+        """Mean predicted log R over `samples` backward trajectories per arch (for diagnostics and tests)."""
+        values = torch.tensor([self.enc.index(a) for a in archs])
+        total = torch.zeros(len(archs))
+        for _ in range(samples):
+            total += self._trajectory_terms(values, self._sample_backward(values))[0]
+        return (total / samples).numpy()
+
+    # -- round ----------------------------------------------------------------------------------------------
+    def _history_tensors(self):
+        values = torch.tensor(self.hist_values, dtype=torch.long)
+        orders = []
+        for i, order in enumerate(self.hist_orders):
+            if order is None:  # told without a construction order (not proposed by us): a uniform one
+                order = self.rng.permutation(self.enc.D).tolist()
+                self.hist_orders[i] = order
+            orders.append(order)
+        return values, torch.tensor(orders, dtype=torch.long), np.array(self.hist_scores, dtype=float)
+
+    def _replay(self, scores: np.ndarray) -> np.ndarray:
+        """Prioritised replay: `replay_size` history indices, half from the top 10% (first objective)."""
+        n = len(scores)
+        size = min(n, int(self.options["replay_size"]))
+        order = np.argsort(-np.nan_to_num(scores[:, 0], nan=-np.inf), kind="stable")
+        top_pool = max(1, int(0.1 * n))
+        n_top = min(size // 2, top_pool)
+        top = self.rng.choice(top_pool, n_top, replace=False)
+        rest = self.rng.choice(np.arange(top_pool, n), min(size - n_top, n - top_pool), replace=False)
+        return order[np.concatenate([top, rest]).astype(int)]
+
+    def _round(self) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small MLPs: threads only add overhead (restored below)
+        try:
+            self._train_and_propose()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train_and_propose(self) -> None:
+        first = self.net is None or self.rounds % int(self.options["reinit_every"]) == 0
+        if first:
+            self._reinit()
+        values, orders, scores = self._history_tensors()
+        self.net.train()
+        self._train(values, orders, scores, int(self.options["train_steps_init" if first else "train_steps"]))
+        if self.options["replay_steps"] and len(scores) > 1:
+            idx = torch.as_tensor(self._replay(scores)).repeat(int(self.options["replay_per_terminal"]))
+            r_values = values[idx]
+            self._train(r_values, self._sample_backward(r_values), scores[idx.numpy()], int(self.options["replay_steps"]))
+        self.rounds += 1
+        self.queue = self._propose(int(self.options["batch_size"]))
+
+    @torch.no_grad()
+    def _propose(self, k: int) -> list[tuple[list[int], list[int]]]:
+        """Top-k unseen of proxy_factor·k forward samples by predicted log-reward."""
+        for _ in range(int(self.options["max_retries"])):
+            values, orders = self._sample_forward(int(self.options["proxy_factor"]) * k)
+            pred, _ = self._trajectory_terms(values, orders)
+            chosen, ids = [], set()
+            for i in torch.argsort(pred, descending=True, stable=True).tolist():
+                arch_id = self.enc.arch(values[i]).arch_id
+                if arch_id not in self.seen and arch_id not in ids:
+                    chosen.append((values[i].tolist(), orders[i].tolist()))
+                    ids.add(arch_id)
+                if len(chosen) == k:
+                    break
+            if chosen:
+                return chosen
+        return []
+
+    # -- ask / tell -----------------------------------------------------------------------------------------
+    def _uniform(self) -> tuple[list[int], list[int]] | None:
+        for _ in range(1000):
+            values = [int(self.rng.integers(len(v))) for v in self.enc.values]
+            if self.enc.arch(values).arch_id not in self.seen:
+                return values, self.rng.permutation(self.enc.D).tolist()
+        return None
+
+    def ask(self) -> Arch | None:
+        if len(self.seen) >= self.total:
+            return None
+        pick = None
+        if self.asked < self.options["init_samples"] or not self.hist_values:
+            pick = self._uniform()
+        else:
+            while self.queue and pick is None:
+                values, order = self.queue.pop(0)
+                if self.enc.arch(values).arch_id not in self.seen:
+                    pick = (values, order)
+            if pick is None:
+                self._round()
+                pick = self.queue.pop(0) if self.queue else self._uniform()
+        if pick is None:
+            return None
+        arch = self.enc.arch(pick[0])
+        self.seen.add(arch.arch_id)
+        self.orders[arch.arch_id] = pick[1]
+        self.asked += 1
+        return arch
+
+    def tell(self, result) -> None:
+        self.seen.add(result.arch_id)
+        values = self.enc.index(result.arch)
+        if values is None:  # off our grid (not proposed by us): nothing to learn from
+            return
+        scores = self.objective.values(result)
+        self.hist_values.append(values)
+        self.hist_orders.append(self.orders.pop(result.arch_id, None))
+        self.hist_scores.append([math.nan] * len(self.objective.names) if scores is None else list(scores))
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def state_dict(self):
+        return copy.deepcopy({
+            "rng": self.rng.bit_generator.state, "gen": self.gen.get_state(), "seen": sorted(self.seen),
+            "hist_values": self.hist_values, "hist_orders": self.hist_orders, "hist_scores": self.hist_scores,
+            "orders": self.orders, "queue": self.queue, "asked": self.asked, "rounds": self.rounds,
+            "net": None if self.net is None else self.net.state_dict(),
+            "opt": None if self.opt is None else self.opt.state_dict()})
+
+    def load_state_dict(self, state):
+        state = copy.deepcopy(state)
+        self.rng.bit_generator.state = state["rng"]
+        self.gen.set_state(state["gen"])
+        self.seen = set(state["seen"])
+        self.hist_values, self.hist_orders, self.hist_scores = state["hist_values"], state["hist_orders"], state["hist_scores"]
+        self.orders, self.queue = state["orders"], [tuple(q) for q in state["queue"]]
+        self.asked, self.rounds = state["asked"], state["rounds"]
+        self.net = self.opt = None
+        if state["net"] is not None:
+            with torch.random.fork_rng(devices=[]):
+                self.net = GFlowNet(self.enc.n_in, self.enc.n_act, self.enc.D, int(self.options["hidden"]),
+                                    int(self.options["layers"]))
+            self.net.load_state_dict(state["net"])
+            self.opt = self._optimizer(self.net)
+            self.opt.load_state_dict(state["opt"])

@@ -1,0 +1,138 @@
+"""tpe / evolution / opgfn end to end on tabular NB201: Pareto front, exact resume after a crash, OP-GFN learning."""
+import csv
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from conftest import cli
+from sparsenas.journal import TrialResult
+from sparsenas.objective import Objective
+from sparsenas.search import Search
+from sparsenas.space import Categorical, SearchSpace
+from sparsenas.spaces.nb201 import EDGE_LABELS, OPS, arch_str, nb201_counts
+from sparsenas.space import Arch
+from sparsenas.strategies.opgfn import OPGFN
+
+TIMINGS = {"duration_s", "worker"}
+FAST_OPTIONS = {
+    "tpe": ["--set", "strategy.n_startup_trials=3"],
+    "evolution": ["--set", "strategy.population=4", "--set", "strategy.sample_size=2"],
+    "opgfn": ["--set", "strategy.init_samples=4", "--set", "strategy.batch_size=3", "--set", "strategy.train_steps=5",
+              "--set", "strategy.train_steps_init=10", "--set", "strategy.replay_steps=2",
+              "--set", "strategy.reinit_every=2", "--set", "strategy.hidden=16"],
+}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """A hand-made table of all 15,625 cells: coarse accuracies (so that ties occur) from a fixed formula."""
+    path = tmp_path_factory.mktemp("nb201") / "table.csv"
+    weight = {"none": 0, "skip_connect": 1, "nor_conv_1x1": 2, "nor_conv_3x3": 3, "avg_pool_3x3": 1}
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["arch_str", "c10valid_val_12", "c10_test_200"])
+        for ops in itertools.product(OPS, repeat=len(EDGE_LABELS)):
+            arch = dict(zip(EDGE_LABELS, ops))
+            score = sum(weight[o] * (i % 3 + 1) for i, o in enumerate(ops)) % 7
+            out.writerow([arch_str(arch), 60 + 3 * score, 70 + score])
+    return path
+
+
+def records(run):
+    return [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+
+
+def strip(rec):
+    return {k: v for k, v in rec.items() if k not in TIMINGS}
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "opgfn"])
+def test_pareto_csv_is_exactly_the_non_dominated_trials(strategy, table, runs):
+    assert cli("search", "--space", "nb201", "--strategy", strategy, "--budget", 16, "--name", "p", "--runs-dir", runs,
+               "--set", f"space.benchmark_file={table}", "--set", "objective.minimize=[flops]",
+               *FAST_OPTIONS[strategy], "--quiet") == 0
+    recs = [r for r in records(runs / "p") if r["status"] == "ok"]
+    assert len(recs) == 16
+    points = {r["trial"]: (r["metrics"]["val_acc"], -r["metrics"]["flops"]) for r in recs}
+    expected = sorted(t for t, p in points.items()
+                      if not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in points.values()))
+    with open(runs / "p" / "pareto.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(int(r["trial"]) for r in rows) == expected
+    assert 1 <= len(expected) < 16
+    for r in rows:
+        assert float(r["flops"]) == nb201_counts(next(x["arch"] for x in recs if x["trial"] == int(r["trial"])))["flops"]
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "evolution", "opgfn"])
+def test_crashed_search_resumes_exactly(strategy, table, runs, monkeypatch):
+    """A crash right before or right after a checkpoint write, at many points; the resumed run equals a clean one."""
+    common = ["--space", "nb201", "--strategy", strategy, "--budget", 10, "--seed", 3, "--runs-dir", runs,
+              "--set", f"space.benchmark_file={table}", *FAST_OPTIONS[strategy], "--quiet"]
+    assert cli("search", *common, "--name", "clean") == 0
+    original = Search._save
+    calls = {"n": 0}
+    crash_at = iter([2, 5, 8, 11, 15])
+
+    def crashing_save(self):
+        calls["n"] += 1
+        if calls["n"] == target:
+            if target % 2:
+                raise Crash  # before the checkpoint is written
+            original(self)
+            raise Crash      # after it
+        original(self)
+
+    monkeypatch.setattr(Search, "_save", crashing_save)
+    argv, crashes = ["search", *common, "--name", "crashed"], 0
+    while True:
+        target, calls["n"] = next(crash_at, None), 0
+        try:
+            assert cli(*argv) == 0
+            break
+        except Crash:
+            crashes += 1
+        argv = ["search", "--resume", "--name", "crashed", "--runs-dir", runs, "--quiet"]
+    assert crashes >= 3
+    got = records(runs / "crashed")
+    assert [r["trial"] for r in got] == list(range(10))
+    assert list(map(strip, got)) == list(map(strip, records(runs / "clean")))
+
+
+class GridSpace(SearchSpace):
+    name = "grid"
+
+    def dims(self):
+        return {f"d{i}": Categorical([0, 1, 2, 3]) for i in range(4)}
+
+
+def spearman(a, b):
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def test_opgfn_learned_log_reward_orders_the_space_better_over_rounds():
+    space = GridSpace()
+    weights = np.array([[0.0, 1.3, 2.9, 0.4], [2.2, 0.1, 1.1, 3.7], [0.6, 3.1, 1.9, 0.2], [1.7, 0.3, 2.6, 3.3]])
+    archs = [Arch({f"d{i}": v for i, v in enumerate(values)}) for values in itertools.product(range(4), repeat=4)]
+    truth = np.array([sum(weights[i, a[f"d{i}"]] for i in range(4)) for a in archs])
+    strategy = OPGFN(space, Objective(["val_acc"]), 0, init_samples=12, batch_size=6, train_steps=25,
+                     train_steps_init=25, reinit_every=1000, replay_steps=5, hidden=32)
+    rhos, trial = [], 0
+    for round_ in range(7):
+        for _ in range(12 if round_ == 0 else 6):
+            arch = strategy.ask()
+            value = sum(weights[i, arch[f"d{i}"]] for i in range(4))
+            strategy.tell(TrialResult(trial, arch, "", "ok", {"val_acc": float(value)}))
+            trial += 1
+        if strategy.net is not None:
+            rhos.append(spearman(strategy.predicted_log_reward(archs), truth))
+    assert strategy.rounds >= 5
+    assert rhos[-1] > rhos[0] + 0.3 and rhos[-1] > 0.7, rhos
+    assert np.mean(rhos[-2:]) > np.mean(rhos[:2])
