@@ -1,6 +1,6 @@
 """Built-in strategies; importing this package registers them."""
 from . import differentiable, random  # noqa: F401
-from . import evolution, tpe  # noqa: F401
+from . import evolution, opgfn, tpe  # noqa: F401
 from .base import STRATEGIES, Strategy, register_strategy
 
 __all__ = ["STRATEGIES", "Strategy", "register_strategy"]
