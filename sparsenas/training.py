@@ -44,13 +44,24 @@ def _param_groups(model: nn.Module, cfg: dict) -> list[dict]:
     return groups
 
 
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                      alpha: float, temperature: float) -> torch.Tensor:
+    """Knowledge distillation: (1 − a)·CE(s, y) + a·T²·KL(softmax(t/T) ‖ softmax(s/T)) (Hinton; TAS a=0.9, T=4)."""
+    soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), F.softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean")
+    return (1 - alpha) * F.cross_entropy(logits, targets) + alpha * temperature ** 2 * soft
+
+
 def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, device: str,
                        on_epoch: Callable[[int, dict], None] | None = None,
-                       time_limit_s: float | None = None) -> dict[str, float]:
+                       time_limit_s: float | None = None, teacher: nn.Module | None = None,
+                       kd_alpha: float = 0.9, kd_temperature: float = 4.0) -> dict[str, float]:
     """Train with SGD + momentum and a cosine schedule for `cfg["epochs"]`; weights and sparsity scores
     train together (scores in their own group at `score_lr`). Deterministic for a given seed.
     Masks evolve by `train.sparse_training` (static / set / rigl / imp, see sparse_training.py);
     `train.mask_baseline: random` first replaces every mask by a random one of equal per-layer count.
+    With a `teacher` (kept in eval mode, not trained) the loss is `distillation_loss` at `kd_alpha`,
+    `kd_temperature` instead of CE.
     Raises TrialError on a non-finite loss or when training runs past `time_limit_s`."""
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
@@ -72,7 +83,13 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
         order = torch.randperm(len(y), generator=generator)
         for i in range(0, len(y), cfg["batch_size"]):
             idx = order[i:i + cfg["batch_size"]]
-            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            if teacher is None:
+                loss = F.cross_entropy(model(xb), yb)
+            else:
+                with torch.no_grad():
+                    soft_targets = teacher.eval()(xb)
+                loss = distillation_loss(model(xb), soft_targets, yb, kd_alpha, kd_temperature)
             if not torch.isfinite(loss):
                 raise TrialError(f"non-finite training loss at epoch {epoch}")
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,236 @@
+"""TAS search space (Transformable Architecture Search, D-X-Y/AutoDL-Projects), discrete form.
+
+A CIFAR-style ResNet — stem conv, 3 stages of N = (depth − 2) / 6 basic blocks at C, 2C, 4C channels,
+global pool, linear — whose arch picks
+  stem.w, s{s}.b{j}.a, s{s}.b{j}.b   the output width of every conv, one of int(C_l · r) for
+                                     r ∈ `ratios` (0.3, 0.4, …, 1.0), deduplicated (zeros dropped)
+  s{s}.depth                         how many blocks stage s keeps: 1, 3, 5, …, N (N always included;
+                                     N ≤ 3 allows every depth 1..N, as the authors' get_depth_choices)
+The discrete build is a physically smaller *dense* network (TAS's speedup). Widths of blocks beyond a
+stage's depth are kept in the arch but unused.
+
+Shortcuts, as the authors' inferred network (InferCifarResNet): a stride-2 block's shortcut is a 2×2
+average pool + 1×1 conv to the block's output width; a stride-1 block whose input and output widths
+differ gets a 1×1 conv projection; otherwise identity. Every such shortcut conv has a BatchNorm (the
+authors' stride-2 shortcut has none in the inferred net but one per width in the supernet; we use one in
+both, so the supernet and the discrete net agree). Scaled down for 8×8 digits: C = 8 by default.
+
+With `distill: true` a trial trains the arch with knowledge distillation from the unpruned network (all
+widths and depths at their maximum), trained first on the same data and train settings with a fixed seed
+and cached for the whole process: loss (1 − a)·CE + a·T²·KL(teacher ‖ student), a = `kd_alpha`,
+T = `kd_temperature` (TAS: 0.9, 4). The teacher's accuracies are reported as `teacher_val_acc/test_acc`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data import load_data
+from ..errors import ConfigError
+from ..ops import count_model
+from ..space import Arch, Categorical, EvalContext, SuperNet, register_space
+from ..training import resolve_device, train_and_evaluate
+from .trained import TrainedSpace
+
+STAGES = 3
+RATIOS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+TEACHER_SEED = 0
+
+
+def width_choices(channels: int, ratios=RATIOS) -> tuple[int, ...]:
+    """TAS width candidates of a conv with `channels` outputs: int(C · r), deduplicated, sorted, >= 1."""
+    return tuple(sorted({int(channels * r) for r in ratios} - {0}))
+
+
+def depth_choices(blocks: int) -> tuple[int, ...]:
+    """TAS depth candidates of a stage of `blocks` blocks: 1, 3, 5, …, plus `blocks` (all of 1..N if N <= 3)."""
+    if blocks <= 3:
+        return tuple(range(1, blocks + 1))
+    choices = list(range(1, blocks + 1, 2))
+    if choices[-1] != blocks:
+        choices.append(blocks)
+    return tuple(choices)
+
+
+def down(size: int, stride: int) -> int:
+    """Spatial size after a 3×3 conv (padding 1) or a ceil-mode 2×2 average pool at `stride`."""
+    return (size - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Shape of the full network: stage widths, blocks per stage, and the dim label of every conv."""
+
+    C: int
+    depth: int
+
+    @property
+    def blocks(self) -> int:
+        return (self.depth - 2) // 6
+
+    def stage_width(self, stage: int) -> int:
+        return self.C * 2 ** stage
+
+    def conv_labels(self) -> list[str]:
+        return ["stem.w"] + [f"s{s}.b{j}.{c}" for s in range(STAGES) for j in range(self.blocks) for c in "ab"]
+
+    def conv_width(self, label: str) -> int:
+        return self.C if label == "stem.w" else self.stage_width(int(label[1]))
+
+
+def _conv_bn(c_in, c_out, kernel, stride) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out))
+
+
+class Shortcut(nn.Sequential):
+    """Stride 2: ceil-mode 2×2 average pool + 1×1 conv + BN; stride 1: 1×1 conv + BN (width change)."""
+
+    def __init__(self, c_in, c_out, stride):
+        layers = [nn.AvgPool2d(2, 2, ceil_mode=True)] if stride == 2 else []
+        super().__init__(*layers, *_conv_bn(c_in, c_out, 1, 1))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in, c_a, c_b, stride):
+        super().__init__()
+        self.conv_a = _conv_bn(c_in, c_a, 3, stride)
+        self.conv_b = _conv_bn(c_a, c_b, 3, 1)
+        self.shortcut = Shortcut(c_in, c_b, stride) if stride != 1 or c_in != c_b else nn.Identity()
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.shortcut(x) + self.conv_b(self.relu(self.conv_a(x))))
+
+
+class TasResNet(nn.Module):
+    """The discrete TAS network: `widths` {conv label: width}, `depths` [blocks kept per stage]."""
+
+    def __init__(self, layout: Layout, widths: dict[str, int], depths: list[int], input_shape, num_classes):
+        super().__init__()
+        c = widths["stem.w"]
+        self.stem = nn.Sequential(*_conv_bn(input_shape[0], c, 3, 1), nn.ReLU())
+        blocks = []
+        for s, depth in enumerate(depths):
+            for j in range(depth):
+                a, b = widths[f"s{s}.b{j}.a"], widths[f"s{s}.b{j}.b"]
+                blocks.append(BasicBlock(c, a, b, 2 if s > 0 and j == 0 else 1))
+                c = b
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.blocks(self.stem(x))).flatten(1))
+
+
+def discrete_flops(layout: Layout, widths: dict[str, int], depths: list[int], input_shape, num_classes) -> int:
+    """Exact multiply-accumulates of `TasResNet` for one sample (equal to `count_model`'s `flops`)."""
+    h, w = input_shape[1:]
+    c = widths["stem.w"]
+    total = h * w * input_shape[0] * c * 9
+    for s, depth in enumerate(depths):
+        for j in range(depth):
+            stride = 2 if s > 0 and j == 0 else 1
+            h, w = down(h, stride), down(w, stride)
+            a, b = widths[f"s{s}.b{j}.a"], widths[f"s{s}.b{j}.b"]
+            total += h * w * (c * a * 9 + a * b * 9 + (c * b if stride != 1 or c != b else 0))
+            c = b
+    return total + c * num_classes
+
+
+@register_space("tas")
+class TasSpace(TrainedSpace, SuperNet):
+    defaults = {
+        "depth": 20,
+        "C": 8,
+        "ratios": list(RATIOS),
+        "distill": True,
+        "kd_alpha": 0.9,
+        "kd_temperature": 4.0,
+    }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        o = self.options
+        if not isinstance(o["depth"], int) or o["depth"] < 8 or (o["depth"] - 2) % 6:
+            raise ConfigError(f"space.depth must be 6n + 2 with n >= 1 (20, 32, 56, ...), got {o['depth']!r}")
+        if not isinstance(o["C"], int) or isinstance(o["C"], bool) or o["C"] < 1:
+            raise ConfigError(f"space.C must be an integer >= 1, got {o['C']!r}")
+        ratios = o["ratios"]
+        if not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1
+                                 for r in ratios):
+            raise ConfigError(f"space.ratios must be a non-empty list of numbers in (0, 1], got {ratios!r}")
+        if not 0 <= o["kd_alpha"] <= 1:
+            raise ConfigError(f"space.kd_alpha must be in [0, 1], got {o['kd_alpha']!r}")
+        if o["kd_temperature"] <= 0:
+            raise ConfigError(f"space.kd_temperature must be > 0, got {o['kd_temperature']!r}")
+        self.layout = Layout(o["C"], o["depth"])
+        self.widths = {label: width_choices(self.layout.conv_width(label), ratios)
+                       for label in self.layout.conv_labels()}
+        if any(not w for w in self.widths.values()):
+            raise ConfigError(f"space.C={o['C']} with ratios {ratios} leaves a conv without a width >= 1")
+        self.depths = depth_choices(self.layout.blocks)
+
+    def dims(self):
+        dims = {label: Categorical(choices) for label, choices in self.widths.items()}
+        dims.update({f"s{s}.depth": Categorical(self.depths) for s in range(STAGES)})
+        return dims
+
+    def full_arch(self) -> Arch:
+        """The unpruned network: every width and depth at its maximum."""
+        return self.validate({label: dim.choices[-1] for label, dim in self.dims().items()})
+
+    def label(self, arch: Arch) -> str:
+        stages = []
+        for s in range(STAGES):
+            blocks = [f"{arch[f's{s}.b{j}.a']}/{arch[f's{s}.b{j}.b']}" for j in range(arch[f"s{s}.depth"])]
+            stages.append(f"s{s}[{' '.join(blocks)}]")
+        return f"stem{arch['stem.w']} " + " ".join(stages)
+
+    def _parts(self, arch: Arch):
+        widths = {label: arch[label] for label in self.layout.conv_labels()}
+        return widths, [arch[f"s{s}.depth"] for s in range(STAGES)]
+
+    def build(self, arch: Arch, input_shape, num_classes) -> nn.Module:
+        return TasResNet(self.layout, *self._parts(arch), input_shape, num_classes)
+
+    def flops(self, arch: Arch, input_shape, num_classes) -> int:
+        """Exact FLOPs of `build(arch)` without building it (the supernet's argmax FLOPs)."""
+        return discrete_flops(self.layout, *self._parts(arch), input_shape, num_classes)
+
+    def supernet_search(self, context, seed, options):
+        from .tas_supernet import TasSupernetSearch  # imports this module
+
+        return TasSupernetSearch(self, context, seed, options)
+
+    # -- evaluation with knowledge distillation ------------------------------------------------------
+    def evaluate(self, arch: Arch, seed: int, context: EvalContext, on_epoch=None) -> dict[str, float]:
+        if not self.options["distill"]:
+            return super().evaluate(arch, seed, context, on_epoch)
+        data = load_data(context.data)
+        device = resolve_device(context.device)
+        teacher, teacher_metrics = self.teacher(context)
+        model = self.build_seeded(arch, seed, context)
+        metrics = train_and_evaluate(model, data, context.train, seed, device, on_epoch, context.time_limit_s,
+                                     teacher=teacher.to(device), kd_alpha=self.options["kd_alpha"],
+                                     kd_temperature=self.options["kd_temperature"])
+        return {**metrics, **count_model(model, data.input_shape), **teacher_metrics}
+
+    def teacher(self, context: EvalContext) -> tuple[nn.Module, dict[str, float]]:
+        """The unpruned network trained with plain CE (seed 0), once per process and configuration."""
+        key = json.dumps([self.options, context.train, context.data, context.device], sort_keys=True, default=str)
+        if key not in _TEACHERS:
+            data = load_data(context.data)
+            model = self.build_seeded(self.full_arch(), TEACHER_SEED, context)
+            m = train_and_evaluate(model, data, context.train, TEACHER_SEED, resolve_device(context.device),
+                                   time_limit_s=context.time_limit_s)
+            model.eval()
+            _TEACHERS.clear()  # keep one teacher in memory
+            _TEACHERS[key] = model, {"teacher_val_acc": m["val_acc"], "teacher_test_acc": m["test_acc"]}
+        return _TEACHERS[key]
+
+
+_TEACHERS: dict[str, tuple[nn.Module, dict[str, float]]] = {}
