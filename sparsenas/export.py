@@ -115,16 +115,18 @@ def _plain(layer: SparseMixin, rows: torch.Tensor | None = None) -> nn.Module:
     return out
 
 
-def _median_ms(fn, reps: int = 7) -> float:
+def median_ms(fns, reps: int = 9) -> list[float]:
+    """Median ms of each callable; they run in turn within each repetition (after 2 warm-up rounds), so a
+    change of machine load hits all of them alike."""
+    times: list[list[float]] = [[] for _ in fns]
     with torch.no_grad():
-        for _ in range(2):
-            fn()
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+        for rep in range(reps + 2):
+            for fn, ts in zip(fns, times):
+                t = time.perf_counter()
+                fn()
+                if rep >= 2:
+                    ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) * 1e3 for ts in times]
 
 
 def semi_structured_ok(device: str) -> str | None:
@@ -158,9 +160,8 @@ def _convert(layer: SparseMixin, action: str, x: torch.Tensor | None, csr: str, 
         elif csr == "never" or x is None:
             action = "dense"
         else:
-            dense_ms = _median_ms(lambda: F.linear(x, w, layer.bias))
             sparse = CSRLinear(w, layer.bias)
-            csr_ms = _median_ms(lambda: sparse(x))
+            dense_ms, csr_ms = median_ms([lambda: F.linear(x, w, layer.bias), lambda: sparse(x)])
             action = "csr" if csr_ms < dense_ms else "dense"
             entry["note"] = f"dense {dense_ms:.3f} ms, csr {csr_ms:.3f} ms"
     entry["action"] = action
@@ -211,7 +212,10 @@ def to_deployable(model: nn.Module, example: torch.Tensor | None = None, csr: st
     for name, layer in layers.items():
         action = plan[name]["action"] if plan is not None else None
         module, new_plan[name] = _convert(layer, action, inputs.get(name), csr, device)
-        _set_module(model, name, module)
+        if name:
+            _set_module(model, name, module)
+        else:  # the model is itself one sparse layer
+            model = module
     return model, new_plan
 
 

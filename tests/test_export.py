@@ -106,3 +106,13 @@ def test_cli_export_end_to_end(tmp_path, capsys):
     dep = load_exported(tmp_path / "exp")
     x = torch.randn(4, *info["input_shape"])
     assert dep(x).shape == (4, 10)
+
+
+def test_a_bare_sparse_layer_is_exported_too():
+    torch.manual_seed(0)
+    layer = SparseLinear(64, 32, keep=0.1, mask_mode="magnitude").eval()
+    dep, plan = to_deployable(layer, csr="always")
+    x = torch.randn(5, 64)
+    assert isinstance(dep, CSRLinear) and plan[""]["action"] == "csr"
+    assert (dep(x) - layer(x)).abs().max().item() < 1e-5
+    assert int(dep.values.numel()) == layer.k
