@@ -110,6 +110,9 @@ def main(argv=None) -> int:
         print(f"NB201 table not found: {args.table}", file=sys.stderr)
         return 2
     options = parse_options(args.option)
+    import torch
+
+    torch.set_num_threads(1)  # one core, as the published timings
     names = [n for n in args.strategies.split(",") if n]
     rows, headline = [], {}
     print(f"NB201 CIFAR-10, budget {args.budget}, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}; "

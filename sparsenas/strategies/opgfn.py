@@ -16,14 +16,15 @@ predicted log-rewards and the uniform distribution on the subset's Pareto-non-do
 infeasible trials are dominated by every ok one and ranked below them in the single-objective case).
 
 Loop (the paper's): `init_samples` first queries (uniform), then rounds of `batch_size` queries. Each round
-trains `train_steps` full-batch Adam steps (lr 1e-3, log Z lr 0.1) on the trajectories of the whole history
-(`train_steps_init` right after a (re-)initialisation, every `reinit_every` rounds), then `replay_steps` steps
+trains `train_steps` Adam steps (lr 1e-3, log Z lr 0.1) on the trajectories of the whole history (a random
+`train_batch` of them per step once it is larger; `train_steps_init` right after a (re-)initialisation, every `reinit_every` rounds), then `replay_steps` steps
 on backward trajectories drawn from P_B for a prioritised replay of `replay_size` terminals (half from the top
 10%), `replay_per_terminal` trajectories each, then samples `proxy_factor × batch_size` candidates from P_F
 and queries the `batch_size` with the highest predicted log-reward (the paper's proxy sampling). Departures
-from the authors' defaults (chosen on small budgets; same for every space): fewer initial samples and
-training steps (they use 64 / 2000 / 200 for a ~564-query run), and no arch is queried twice — candidates
-already seen are dropped before the top-k.
+from the authors' defaults (chosen on small budgets; the same for every space): fewer initial samples and
+training steps and a smaller MLP (they use 64 samples, 2000 / 200 steps, 256 hidden units for a ~564-query
+run; here 20, 200 / 50 steps on batches of at most `train_batch` trajectories, 64 units), and no arch is
+queried twice — candidates already seen are dropped before the top-k.
 
 Deterministic given the seed (own torch.Generator and numpy Generator; network init under a forked global
 RNG); `state_dict` carries the networks, the optimizer, both RNG states, the history and the proposal queue.
@@ -54,8 +55,11 @@ def grid(dim, max_values: int) -> list:
         return [dim.low + dim.step * int(i) for i in idx]
     if isinstance(dim, Float):
         if dim.log:
-            return [float(v) for v in np.exp(np.linspace(math.log(dim.low), math.log(dim.high), max_values))]
-        return [float(v) for v in np.linspace(dim.low, dim.high, max_values)]
+            values = np.exp(np.linspace(math.log(dim.low), math.log(dim.high), max_values))
+        else:
+            values = np.linspace(dim.low, dim.high, max_values)
+        values[0], values[-1] = dim.low, dim.high  # exact ends (exp∘log is not the identity in floats)
+        return sorted({float(v) for v in np.clip(values, dim.low, dim.high)})
     raise ConfigError(f"opgfn cannot construct a dim of type {type(dim).__name__}")
 
 
@@ -137,9 +141,9 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
 
 @register_strategy("opgfn")
 class OPGFN(Strategy):
-    defaults = {"init_samples": 20, "batch_size": 10, "train_steps": 100, "train_steps_init": 500,
-                "reinit_every": 10, "replay_size": 20, "replay_per_terminal": 4, "replay_steps": 20,
-                "proxy_factor": 10, "kl_weight": 0.1, "lr": 1e-3, "log_z_lr": 0.1, "hidden": 128, "train_batch": 128,
+    defaults = {"init_samples": 20, "batch_size": 10, "train_steps": 50, "train_steps_init": 200,
+                "reinit_every": 10, "replay_size": 20, "replay_per_terminal": 4, "replay_steps": 10,
+                "proxy_factor": 10, "kl_weight": 0.1, "lr": 1e-3, "log_z_lr": 0.1, "hidden": 64, "train_batch": 128,
                 "layers": 2, "mo_subset": 16, "max_values": 32, "max_retries": 20}
 
     def __init__(self, space, objective, seed, **options):
