@@ -5,10 +5,12 @@ reported figure is the 200-epoch test accuracy (`test_acc`) of the arch with the
 tie), mean ± std over `--seeds` seeds. Strategies run through the same in-process trial path as the search
 (`run_trial` → `tell`), without the journal's file I/O. `bare_optuna_tpe` is a reference row measured in the
 same run: plain Optuna (TPESampler defaults, six categorical parameters, a dict lookup as objective; no
-sparsenas code in its loop).
+sparsenas code in its loop). `optuna_sampler_<strategy>` runs that same plain Optuna loop with
+`StrategySampler("<strategy>")` (sparsenas.integrations.optuna) as its sampler.
 
     nice -n 10 python benchmarks/nb201_strategies.py --seeds 100 --budget 100
     nice -n 10 python benchmarks/nb201_strategies.py --strategies opgfn --seeds 10 --budget 300
+    nice -n 10 python benchmarks/nb201_strategies.py --strategies opgfn,optuna_sampler_opgfn --seeds 30
 
 Last line: RESULT random=… evolution=… tpe=… opgfn=… bare_optuna_tpe=… (mean test_acc per strategy).
 """
@@ -27,6 +29,7 @@ DEFAULT_TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_cifar.csv"
 PUBLISHED = {"random": "93.70±0.36", "evolution": "93.92±0.30 (REA)", "bare_optuna_tpe": "94.17±0.25 (50 seeds)",
              "opgfn": "93.98±0.22 @100, 94.30±0.17 @300"}
 OPTIMUM = 94.37
+VIA_OPTUNA = "optuna_sampler_"  # e.g. optuna_sampler_opgfn: StrategySampler("opgfn") in the bare Optuna loop
 
 
 def run_sparsenas(name: str, table: str, seed: int, budget: int, options: dict) -> tuple[float, int]:
@@ -53,7 +56,8 @@ def run_sparsenas(name: str, table: str, seed: int, budget: int, options: dict) 
     return objective.best(results).metrics["test_acc"], len(results)
 
 
-def run_bare_optuna(table: str, seed: int, budget: int) -> tuple[float, int]:
+def run_bare_optuna(table: str, seed: int, budget: int, sampler=None) -> tuple[float, int]:
+    """Plain Optuna on six categorical parameters; `sampler` defaults to TPESampler(seed=seed)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -67,7 +71,7 @@ def run_bare_optuna(table: str, seed: int, budget: int) -> tuple[float, int]:
         trial.set_user_attr("test_acc", test)
         return val
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=sampler or optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=budget)
     best = max(study.trials, key=lambda t: (t.value, -t.number))
     return best.user_attrs["test_acc"], len(study.trials)
@@ -118,21 +122,29 @@ def main(argv=None) -> int:
     print(f"NB201 CIFAR-10, budget {args.budget}, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}; "
           f"test_acc (200 ep) of the best arch by val_acc (12 ep); optimum {OPTIMUM}")
     for name in names:
-        accs, evals, start = [], [], time.perf_counter()
+        accs, evals, start, cpu = [], [], time.perf_counter(), time.process_time()
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             if name == "bare_optuna_tpe":
                 acc, n = run_bare_optuna(args.table, seed, args.budget)
+            elif name.startswith(VIA_OPTUNA):
+                from sparsenas.integrations.optuna import StrategySampler
+
+                strategy = name[len(VIA_OPTUNA):]
+                sampler = StrategySampler(strategy, seed=seed, **options.get(strategy, {}))
+                acc, n = run_bare_optuna(args.table, seed, args.budget, sampler)
             else:
                 acc, n = run_sparsenas(name, args.table, seed, args.budget, options.get(name, {}))
             accs.append(acc)
             evals.append(n)
         per_seed = (time.perf_counter() - start) / args.seeds
+        cpu_per_seed = (time.process_time() - cpu) / args.seeds
         mean, std = statistics.fmean(accs), statistics.pstdev(accs)
         headline[name] = mean
         rows.append((name, f"{mean:.2f} ± {std:.2f}", f"{sum(a >= OPTIMUM - 1e-3 for a in accs)}/{len(accs)}",
-                     f"{statistics.fmean(evals):.0f}", f"{per_seed:.2f}", PUBLISHED.get(name, "")))
-        print(f"  {name}: {mean:.3f} ± {std:.3f} ({per_seed:.2f} s/seed)", file=sys.stderr, flush=True)
-    header = ("strategy", "test_acc mean ± std", "optimum hit", "evals", "s/seed", "published")
+                     f"{statistics.fmean(evals):.0f}", f"{per_seed:.2f}", f"{cpu_per_seed:.2f}", PUBLISHED.get(name, "")))
+        print(f"  {name}: {mean:.3f} ± {std:.3f} ({per_seed:.2f} s/seed, cpu {cpu_per_seed:.2f} s/seed)",
+              file=sys.stderr, flush=True)
+    header = ("strategy", "test_acc mean ± std", "optimum hit", "evals", "s/seed", "cpu s/seed", "published")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
