@@ -117,3 +117,44 @@ def test_random_baseline_equal_per_layer_counts_paired_by_seed():
 def _clone(model):
     import copy
     return copy.deepcopy(model)
+
+
+def _splits():
+    from sparsenas.data import Splits
+
+    g = torch.Generator().manual_seed(0)
+    part = lambda n: (torch.randn(n, 1, 6, 6, generator=g), torch.randint(0, 3, (n,), generator=g))  # noqa: E731
+    return Splits(part(96), part(32), part(32), 3)
+
+
+TRAIN = {"epochs": 2, "batch_size": 16, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "score_lr": 0.1,
+         "grad_clip": 5.0, "update_interval": 2, "drop_fraction": 0.3, "stop_fraction": 0.75, "imp_rounds": 2,
+         "rewind_fraction": 0.0, "mask_baseline": "none"}
+
+
+@pytest.mark.parametrize("method", ["static", "set", "rigl", "imp"])
+def test_train_and_evaluate_runs_each_method(method):
+    from sparsenas.training import train_and_evaluate
+
+    model = _net("magnitude", keep=0.25)
+    start = [layer.mask().clone() for layer in sparse_layers(model)]
+    metrics = train_and_evaluate(model, _splits(), {**TRAIN, "sparse_training": method}, seed=0, device="cpu")
+    assert 0 <= metrics["val_acc"] <= 1 and math.isfinite(metrics["train_loss"])
+    end = [layer.mask() for layer in sparse_layers(model)]
+    assert [int(m.sum()) for m in end] == [int(m.sum()) for m in start]
+    assert all(torch.equal(a, b) for a, b in zip(start, end)) == (method == "static")
+
+
+def test_mask_baseline_random_in_training_is_paired_by_seed():
+    from sparsenas.training import train_and_evaluate
+
+    runs = []
+    for baseline in ("none", "random", "random"):
+        model = _net("scores", keep=0.25)
+        train_and_evaluate(model, _splits(), {**TRAIN, "epochs": 1, "sparse_training": "static",
+                                              "mask_baseline": baseline}, seed=5, device="cpu")
+        runs.append([layer.mask().detach().clone() for layer in sparse_layers(model)])
+    searched, rnd_a, rnd_b = runs
+    assert [int(m.sum()) for m in rnd_a] == [int(m.sum()) for m in searched]
+    assert all(torch.equal(a, b) for a, b in zip(rnd_a, rnd_b))
+    assert not torch.equal(rnd_a[1], searched[1])

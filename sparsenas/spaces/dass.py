@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..ops import SparseConv2d, SparseLinear
-from ..ops.sparse import MASK_MODES
+from ..ops.masks import mask_kind
 from ..space import Arch, Categorical, SuperNet, register_space
 from .trained import TrainedSpace
 
@@ -163,8 +163,9 @@ class DassSpace(TrainedSpace, SuperNet):
         shk = o["stem_head_keep"]
         if shk is not None and (not isinstance(shk, (int, float)) or isinstance(shk, bool) or not 0 < shk <= 1):
             raise ConfigError(f"space.stem_head_keep must be null or in (0, 1], got {shk!r}")
-        if o["mask"] not in MASK_MODES:
-            raise ConfigError(f"space.mask must be one of {', '.join(MASK_MODES)}, got {o['mask']!r}")
+        if mask_kind(o["mask"]).pattern == "nm":  # unknown specs raise a ConfigError here too
+            raise ConfigError(f"space.mask {o['mask']!r}: N:M does not fit dass (depthwise convs have one input "
+                              "channel); use scores, random, magnitude or channel")
         bad = [op for op in o["ops"] if op not in OPS]
         if bad or not o["ops"]:
             raise ConfigError(f"space.ops has unknown op {bad[0] if bad else None!r} (known: {', '.join(OPS)})")
