@@ -15,7 +15,8 @@ SoftSelect.py, procedures/search_main_v2.py).
   −log E if F < R − t, +log E if F > R, else 0; α/β step on CE_val + λ·L_flop (λ = `flop_weight` = 2),
   Adam lr 1e-3, betas (0.5, 0.999), wd 1e-3; weights step on CE_train (SGD lr 0.1 nesterov, wd 5e-4,
   cosine), alternating batch by batch on the two halves of the training split; τ follows a cosine from
-  `tau_max` = 10 to `tau_min` = 0.1 over the epochs (PAPERS.md; the authors' script uses 5 → 0.1).
+  `tau_max` = 10 in the first epoch to `tau_min` = 0.1 in the last (PAPERS.md; the authors' script uses
+  5 → 0.1).
 - Derived arch (the authors' search-transformable.py): of the argmax archs at the end of each epoch, the
   one with the best supernet validation accuracy among those whose FLOP ratio is within `flop_tolerance`
   of `flop_ratio`; the last epoch's argmax when none is.
@@ -249,7 +250,8 @@ class TasSupernetSearch(SupernetSearch):
 
     def run_epoch(self, epoch: int):
         o, m, dev = self.o, self.model, self.device
-        tau = self._cosine(o["tau_max"], o["tau_min"], epoch)
+        t = epoch / max(1, self.epochs - 1)  # τ reaches tau_min in the last epoch
+        tau = o["tau_min"] + 0.5 * (o["tau_max"] - o["tau_min"]) * (1 + math.cos(math.pi * t))
         lr = self._cosine(o["lr"], o["lr_min"], epoch)
         for group in self.w_opt.param_groups:
             group["lr"] = lr
