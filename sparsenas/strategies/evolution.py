@@ -3,9 +3,10 @@
 The first `population` asks are uniform samples; afterwards each ask draws `sample_size` members of the
 population (the `population` most recently told trials) uniformly without replacement, takes the best by the
 objective's first metric (failed / infeasible members rank last) and mutates one dim of it to another value.
-Every told trial joins the population and pushes out the oldest (aging). Deviation from the paper: an arch
-already proposed in this run is not proposed again (the mutation is redrawn, up to `max_retries` times, then
-a fresh uniform sample is taken), so no evaluation is spent on a duplicate.
+Every told trial joins the population and pushes out the oldest (aging). Deviation from the paper (`dedupe: true`,
+the default): an arch already proposed in this run is not proposed again (the mutation is redrawn, up to
+`max_retries` times, then a fresh uniform sample is taken), so no evaluation is spent on a duplicate;
+`dedupe: false` is the paper's REA.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def mutate(space, arch: Arch, rng: np.random.Generator) -> Arch:
 
 @register_strategy("evolution")
 class RegularizedEvolution(Strategy):
-    defaults = {"population": 10, "sample_size": 3, "max_retries": 100}
+    defaults = {"population": 10, "sample_size": 3, "dedupe": True, "max_retries": 100}
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
@@ -59,13 +60,13 @@ class RegularizedEvolution(Strategy):
         return Arch.from_json(members[best][0])
 
     def ask(self) -> Arch | None:
-        if len(self.seen) >= self.space.size():
+        if self.options["dedupe"] and len(self.seen) >= self.space.size():
             return None
         evolve = self.asked >= self.options["population"] and len(self.population) > 0
         arch = None
         for _ in range(int(self.options["max_retries"])):
             candidate = mutate(self.space, self._parent(), self.rng) if evolve else self.space.sample(self.rng)
-            if candidate.arch_id not in self.seen:
+            if candidate.arch_id not in self.seen or not self.options["dedupe"]:
                 arch = candidate
                 break
         if arch is None:  # the neighbourhood is exhausted: a fresh uniform sample
