@@ -136,3 +136,33 @@ def test_opgfn_learned_log_reward_orders_the_space_better_over_rounds():
     assert strategy.rounds >= 5
     assert rhos[-1] > rhos[0] + 0.3 and rhos[-1] > 0.7, rhos
     assert np.mean(rhos[-2:]) > np.mean(rhos[:2])
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_tpe_tells_optuna_constraints_failures_and_several_objectives(sampler):
+    from sparsenas.spaces.nb201 import NB201Space
+    from sparsenas.strategies.tpe import TPE
+
+    objective = Objective(["val_acc"], ["flops"], {"flops": [None, 1e8]})
+    strategy = TPE(NB201Space(), objective, 0, sampler=sampler, n_startup_trials=2, population_size=4)
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        arch = strategy.ask()
+        flops = nb201_counts(arch)["flops"]
+        if trial % 4 == 3:
+            result = TrialResult(trial, arch, "", "failed", {}, error="boom")
+        elif flops > 1e8:
+            result = TrialResult(trial, arch, "", "infeasible", {"flops": flops}, error="flops")
+        else:
+            result = TrialResult(trial, arch, "", "ok", {"val_acc": float(rng.random()), "flops": flops})
+        strategy.tell(result)
+        frozen = strategy.study.trials[-1]
+        if result.status == "failed":
+            assert frozen.state.name == "FAIL"
+        else:
+            assert frozen.state.name == "COMPLETE" and len(frozen.values) == 2
+            violation = frozen.system_attrs["constraints:flops<=high"]
+            assert (violation > 0) == (result.status == "infeasible") and violation == flops - 1e8
+            if result.status == "ok":
+                assert frozen.values == [result.metrics["val_acc"], flops]
+    assert len(strategy.known) == 12 and not strategy.pending
