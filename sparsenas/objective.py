@@ -78,7 +78,7 @@ class Objective:
     def reference_point(self, results: Sequence[TrialResult]) -> list[float] | None:
         """The hypervolume reference point, signed like `values` (higher is better). Per objective, the first of:
         `objective.reference[metric]`; the constraint bound on the worse side (low if maximised, high if
-        minimised); 0 or 1 for the fractions val_acc/test_acc/sparsity (0 if maximised, 1 if minimised);
+        minimised); 0 for a maximised val_acc/test_acc/sparsity (never negative, fraction or percent);
         else 10% beyond the worst value among the ok `results` (this one moves as worse trials appear —
         set `objective.reference` for a fixed point). None when a point is needed but no trial is ok."""
         observed = [v for r in results if (v := self.values(r)) is not None]
@@ -86,8 +86,8 @@ class Objective:
         for i, (name, sign) in enumerate(zip(self.names, self.signs)):
             low, high = self.constraints.get(name, (None, None))
             bound = self.reference.get(name, low if sign > 0 else high)
-            if bound is None and name in FRACTION_METRICS:
-                bound = 0.0 if sign > 0 else 1.0
+            if bound is None and sign > 0 and name in NON_NEGATIVE_METRICS:
+                bound = 0.0
             if bound is not None:
                 point.append(sign * float(bound))
             elif not observed:
@@ -105,7 +105,7 @@ class Objective:
         return hypervolume([v for r in results if (v := self.values(r)) is not None], reference)
 
 
-FRACTION_METRICS = ("val_acc", "test_acc", "sparsity")
+NON_NEGATIVE_METRICS = ("val_acc", "test_acc", "sparsity")
 
 
 def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:

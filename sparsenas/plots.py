@@ -44,6 +44,17 @@ def _front_2d(points: list[tuple[float, float, int]], sx: float, sy: float) -> l
     return sorted(set(front))
 
 
+def front_points(objective: Objective, results: Sequence[TrialResult], axes=None) -> list[tuple[float, float, int]]:
+    """The (x, y, trial) points of the 2-D front that `pareto_figure` draws for `results` (on `axes`, default
+    `front_axes(objective, results)`)."""
+    axes = axes or front_axes(objective, results)
+    if axes is None:
+        return []
+    (xn, sx), (yn, sy) = axes
+    return _front_2d([(float(r.metrics[xn]), float(r.metrics[yn]), r.trial) for r in results
+                      if r.ok and xn in r.metrics and yn in r.metrics], sx, sy)
+
+
 def pareto_figure(objective: Objective, series: Sequence[Series], title: str = "") -> Figure | None:
     """All ok trials of each series as dots, each series' 2-D front as a staircase; None without axes."""
     axes = front_axes(objective, [r for s in series for r in s.results])
@@ -54,12 +65,12 @@ def pareto_figure(objective: Objective, series: Sequence[Series], title: str = "
     ax = fig.add_subplot()
     for i, s in enumerate(series):
         color = f"C{i}"
-        pts = [(float(r.metrics[xn]), float(r.metrics[yn]), r.trial) for r in s.results
+        pts = [(float(r.metrics[xn]), float(r.metrics[yn])) for r in s.results
                if r.ok and xn in r.metrics and yn in r.metrics]
         if not pts:
             continue
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14, color=color, alpha=0.35)
-        front = _front_2d(pts, sx, sy)
+        front = front_points(objective, s.results, axes)
         ax.step([p[0] for p in front], [p[1] for p in front], where="post" if sx < 0 else "pre",
                 color=color, lw=1.5)
         ax.scatter([p[0] for p in front], [p[1] for p in front], s=36, color=color, edgecolor="black",

@@ -61,7 +61,8 @@ def report(run_dir: Path, top: int = 10) -> str:
 def _run_text(run: Run, top: int) -> str:
     run_dir, objective, results, config = run.path, run.objective, run.results, run.config
     counts = _counts(results)
-    extra = [m for m in ("sparsity", "flops_sparse", "params") if m not in objective.names]
+    extra = [m for m in ("sparsity", "flops_sparse", "params")
+             if m not in objective.names and any(m in r.metrics for r in results)]
     ranked = sorted((r for r in results if objective.scalar(r) is not None), key=lambda r: -objective.scalar(r))
     rows = [["trial", *objective.names, *extra, "arch_id"]]
     rows += [[str(r.trial), *(f"{r.metrics.get(m, float('nan')):.4g}" for m in objective.names + extra), r.arch_id]

@@ -8,7 +8,8 @@ Layout of runs/<name>/tb/ (what `sparsenas tensorboard` shows):
   the run's first event, strictly increasing; the events' wall times are exact for TensorBoard's time axes);
   `search/ok`, `search/failed`, `search/infeasible` counts; with several objectives `search/pareto_size`,
   `search/hypervolume` and `hypervolume_ref/<objective>` (the reference point, see
-  `Objective.reference_point`); the image `search/pareto_front` (redrawn after every trial) and, for
+  `Objective.reference_point`); the image `search/pareto_front` (redrawn whenever the front changes, and
+  at the end) and, for
   strategies that train a supernet, `supernet/<name>` per-epoch scalars and text (`log_epoch`).
 - one run `trial-NNNN/` per trial — its HParams session: the arch dims and `status` as hparams, every
   metric as the scalar `trial/<metric>` (step = trial index, so that it falls on the search's curve),
@@ -75,6 +76,8 @@ class TensorBoardLogger:
         self.objective = objective
         self.figures = figures
         self._time_step = -1
+        self._results: list[TrialResult] = []
+        self._drawn: tuple[int, object] = (0, None)  # (trials done, front points) of the last front figure
 
     def log(self, result: TrialResult, results: Sequence[TrialResult]) -> None:
         now = time.time()
@@ -97,18 +100,25 @@ class TensorBoardLogger:
                 w.add_scalar("search/hypervolume", obj.hypervolume(results, reference), step, walltime=now)
                 for name, sign, r in zip(obj.names, obj.signs, reference):
                     w.add_scalar(f"hypervolume_ref/{name}", sign * r, step, walltime=now)
+        self._results = list(results)
         if self.figures and result.ok:
-            self._log_front(results, step)
+            self._log_front(changed_only=True)
         self._log_session(result, now)
         w.flush()
 
-    def _log_front(self, results: Sequence[TrialResult], step: int) -> None:
-        from .plots import Series, pareto_figure, render_rgb
+    def _log_front(self, changed_only: bool) -> None:
+        """Draw the front figure at step = trials done: when the drawn front changed, or (at close) when
+        trials came since the last drawing. Drawing takes ~0.1 s, too slow for every trial of a table space."""
+        from .plots import Series, front_points, pareto_figure, render_rgb
 
-        fig = pareto_figure(self.objective, [Series("search", results)],
-                            title=f"Pareto front after {step} trials")
+        results, step = self._results, len(self._results)
+        key = front_points(self.objective, results)
+        if step == self._drawn[0] or (changed_only and key == self._drawn[1]):
+            return
+        fig = pareto_figure(self.objective, [Series("search", results)], title=f"Pareto front after {step} trials")
         if fig is not None:
             self.writer.add_image("search/pareto_front", render_rgb(fig), step, dataformats="HWC")
+        self._drawn = (step, key)
 
     def _log_session(self, result: TrialResult, now: float) -> None:
         """One HParams session (a run of its own, trial-NNNN) for this trial."""
@@ -131,6 +141,8 @@ class TensorBoardLogger:
         self.writer.flush()
 
     def close(self) -> None:
+        if self.figures and any(r.ok for r in self._results):
+            self._log_front(changed_only=False)
         self.writer.close()
 
 
