@@ -11,7 +11,8 @@ Per sparse layer (the `plan`, one entry per layer, saved with the weights):
             dense layer (the plan says why)
 `export_run` retrains the chosen trial of a run (best.json, or --trial N) with the run's config, converts it,
 checks that the outputs match the masked model, and writes OUT/model.pt (a state dict that loads with
-torch.load(weights_only=True)) and OUT/export.json (run config, arch, seed, plan, metrics);
+torch.load(weights_only=True)) and OUT/export.json (run config, arch, seed, plan, metrics, and the
+per-layer accounting of `ops.accounting.count_layers`: weights, nnz, dense and sparse MACs);
 `load_exported(OUT)` rebuilds the deployable module.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
+from .ops.accounting import count_layers
 from .ops.sparse import SparseMixin
 
 CSR_CHOICES = ("auto", "always", "never")
@@ -304,9 +306,10 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
     out = Path(out) if out is not None else run_dir / f"export-trial{record.trial}"
     out.mkdir(parents=True, exist_ok=True)
     torch.save(portable.cpu().state_dict(), out / "model.pt")
+    layers = [row.as_dict() for row in count_layers(model.cpu(), data.input_shape)]
     info = {"run_dir": str(run_dir), "trial": record.trial, "seed": record.seed, "arch": dict(record.arch),
             "label": record.label, "metrics": metrics, "max_abs_diff": diff, "input_shape": list(data.input_shape),
-            "plan": plan, "config": config}
+            "plan": plan, "layers": layers, "config": config}
     (out / "export.json").write_text(json.dumps(info, indent=1))
     return info
 

@@ -17,7 +17,7 @@ Methods (registry SPARSE_TRAINING, config key `train.sparse_training`):
   imp     iterative magnitude pruning with rewind (Frankle et al.): training is split into `imp_rounds`
           equal cycles; the first trains dense, after each cycle the layers are pruned by magnitude
           (density keep^(r/(R-1)) after cycle r) and the surviving weights are rewound to their values at
-          `rewind_fraction` of the first cycle; the LR schedule restarts each cycle (`cycle_steps`).
+          `rewind_fraction` of the first cycle; the LR schedule restarts each cycle (`lr_factor`).
           Simplified for one training budget: the R cycles share the configured epochs.
 SET, RigL and IMP need unstructured masks: layers with learned scores are frozen to their current mask
 (scores stop training); N:M and channel layers are refused with a ConfigError.
@@ -41,10 +41,8 @@ def sparse_layers(model: nn.Module) -> list[SparseMixin]:
 
 
 class SparseTrainer:
-    """Base: the static mask. Subclasses override `step`. `cycle_steps` (None = one cycle) tells the
-    training loop to restart its LR schedule every that many steps."""
-
-    cycle_steps: int | None = None
+    """Base: the static mask. Subclasses override `step`; the training loop takes its LR schedule from
+    `lr_factor` (IMP restarts it every cycle)."""
 
     def __init__(self, model: nn.Module, total_steps: int, optimizer: torch.optim.Optimizer | None = None,
                  generator: torch.Generator | None = None, **options):
@@ -57,6 +55,10 @@ class SparseTrainer:
 
     def step(self, step: int) -> None:
         """Called after optimizer.step() of step `step` (0-based)."""
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the base LR at `step`: one cosine decay over the whole training."""
+        return 0.5 * (1 + math.cos(math.pi * step / max(1, self.total_steps)))
 
     def _require_unstructured(self) -> None:
         for layer in self.layers:
@@ -196,6 +198,13 @@ class IMP(SparseTrainer):
                 layer.set_mask(torch.ones_like(layer.weight))
         self.rewind_state = self._snapshot() if self.rewind_step == 0 else None
         self.round = 0
+
+    def lr_factor(self, step: int) -> float:
+        """A cosine decay per cycle; the last cycle also takes the steps left over by the division."""
+        r = min(step // self.cycle_steps, self.rounds - 1)
+        start = r * self.cycle_steps
+        length = self.cycle_steps if r < self.rounds - 1 else max(1, self.total_steps - start)
+        return 0.5 * (1 + math.cos(math.pi * (step - start) / length))
 
     def _snapshot(self) -> dict[int, torch.Tensor]:
         return {id(layer): layer.weight.detach().clone() for layer in self.layers}

@@ -72,9 +72,7 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
     sparse = make_sparse_trainer(model, cfg, total, seed=seed)  # before the optimizer: it may freeze scores
     opt = torch.optim.SGD(_param_groups(model, cfg), momentum=cfg["momentum"])
     sparse.optimizer = opt
-    cycle = sparse.cycle_steps or total  # IMP restarts the cosine schedule every cycle
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * (step % cycle) / cycle)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, sparse.lr_factor)  # cosine; IMP restarts it every cycle
     step_index = 0
     start = time.perf_counter()
     loss_value = math.nan

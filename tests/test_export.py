@@ -101,6 +101,7 @@ def test_cli_export_end_to_end(tmp_path, capsys):
     assert "exported trial 0" in capsys.readouterr().out
     info = json.loads((tmp_path / "exp" / "export.json").read_text())
     assert info["max_abs_diff"] < 1e-4 and info["trial"] == 0 and info["seed"] == 3
+    assert info["layers"] and all(r["nnz"] <= r["weights"] and r["flops_sparse"] <= r["flops"] for r in info["layers"])
     state = torch.load(tmp_path / "exp" / "model.pt", weights_only=True)
     assert state and not any("scores" in k for k in state)
     dep = load_exported(tmp_path / "exp")

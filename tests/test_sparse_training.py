@@ -75,6 +75,7 @@ def test_imp_prunes_geometrically_and_rewinds():
     model = _net("magnitude", keep=0.25)
     trainer, history = _train(model, "imp", steps=30, imp_rounds=3, rewind_fraction=0.0)
     assert trainer.cycle_steps == 10
+    assert [trainer.lr_factor(s) for s in (0, 5, 10, 20, 25)] == pytest.approx([1, 0.5, 1, 1, 0.5])
     counts = [[int(m.sum()) for m in masks] for masks in history]
     sizes = [layer.weight.numel() for layer in sparse_layers(model)]
     assert counts[0] == sizes  # first cycle dense

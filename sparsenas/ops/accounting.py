@@ -93,12 +93,3 @@ def count_model(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, flo
         "sparsity": 1.0 - sparse_nnz / sparse_total if sparse_total else 0.0,
     }
 
-
-def format_layers(rows: list[LayerCount]) -> str:
-    """A readable table of `count_layers` rows."""
-    head = f"{'layer':<32} {'kind':<13} {'mask':<9} {'weights':>9} {'nnz':>9} {'sparsity':>8} {'MACs':>11} {'MACs sparse':>11}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r.name[-32:]:<32} {r.kind:<13} {r.mask:<9} {r.weights:>9} {r.nnz:>9} {r.sparsity:>8.3f} "
-                     f"{r.flops:>11} {r.flops_sparse:>11}")
-    return "\n".join(lines)
