@@ -95,3 +95,20 @@ def test_mask_buffer_round_trips_through_state_dict():
     c.load_state_dict(SparseLinear(8, 8, keep=0.5, mask_mode="magnitude").state_dict())
     x = torch.randn(3, 8)
     assert c(x).shape == (3, 8)
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("space.mask='4:2'", "N <= M"),  # quoted: YAML 1.1 reads a bare 4:2 as the base-60 integer 242
+    ("space.mask='2:4'", "N:M does not fit dass"),
+    ("space.mask=topk", "unknown mask 'topk'"),
+    ("train.sparse_training=dst", "train.sparse_training must be static, set, rigl or imp"),
+    ("train.drop_fraction=1.5", "train.drop_fraction must be in (0, 1)"),
+    ("train.mask_baseline=shuffled", "train.mask_baseline must be none or random"),
+])
+def test_bad_sparsity_config_exits_2_with_one_line(setting, message, tmp_path, capsys):
+    from conftest import cli
+
+    assert cli("search", "--space", "dass", "--strategy", "random", "--set", setting, "--runs-dir", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())
