@@ -11,7 +11,8 @@ Duplicates (`dedupe: true`, the default): a proposal of an arch already evaluate
 known result at once and the sampler is asked again (up to `max_retries` times, then a uniform unseen arch is
 enqueued), so no budget is spent on re-evaluations.
 
-Resume is exact: `state_dict` holds the pickled sampler (with its RNG state) and every Optuna trial; loading
+Defaults are Optuna's (`multivariate: null` = Optuna's choice: multivariate TPE for one objective, independent
+for several). Resume is exact: `state_dict` holds the pickled sampler (with its RNG state) and every Optuna trial; loading
 rebuilds the study from them.
 """
 from __future__ import annotations
@@ -60,7 +61,7 @@ def constraint_values(constraints: dict, metrics: dict) -> dict[str, float]:
 
 @register_strategy("tpe")
 class TPE(Strategy):
-    defaults = {"sampler": "tpe", "n_startup_trials": 10, "n_ei_candidates": 24, "multivariate": False,
+    defaults = {"sampler": "tpe", "n_startup_trials": 10, "n_ei_candidates": 24, "multivariate": None,
                 "constant_liar": True, "population_size": 20, "dedupe": True, "max_retries": 100}
 
     def __init__(self, space, objective, seed, **options):
