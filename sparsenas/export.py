@@ -13,7 +13,9 @@ Per sparse layer (the `plan`, one entry per layer, saved with the weights):
 checks that the outputs match the masked model, and writes OUT/model.pt (a state dict that loads with
 torch.load(weights_only=True)) and OUT/export.json (run config, arch, seed, plan, metrics, and the
 per-layer accounting of `ops.accounting.count_layers`: weights, nnz, dense and sparse MACs);
-`load_exported(OUT)` rebuilds the deployable module.
+`load_exported(OUT)` rebuilds the deployable module (from the space's `build`; no data needed).
+Retraining uses `training.train_and_evaluate` with the run's `train` section (plain CE): a space whose own
+`evaluate` trains differently (e.g. TAS with distillation) is retrained without that difference.
 """
 from __future__ import annotations
 
@@ -84,12 +86,13 @@ class ChannelSlice(nn.Module):
     def __init__(self, inner: nn.Module, kept: torch.Tensor, full_bias: torch.Tensor):
         super().__init__()
         self.inner = inner
+        self.dim = -1 if isinstance(inner, nn.Linear) else 1  # the channel dimension of the output
         self.register_buffer("kept", kept.clone())
         self.register_buffer("full_bias", full_bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.inner(x)
-        dim = 1 if y.dim() > 2 else -1
+        dim = self.dim % y.dim()
         shape = list(y.shape)
         shape[dim] = self.full_bias.numel()
         view = [1] * len(shape)
@@ -244,18 +247,16 @@ def _chosen_trial(run_dir: Path, trial: int | None):
     return records[trial]
 
 
-def _build(config: dict, arch, seed: int):
-    """The run's space, the data and the freshly built (seeded) masked model of `arch`."""
+def _build(config: dict, arch, seed: int, input_shape, num_classes: int) -> nn.Module:
+    """The freshly built (seeded) masked model of `arch` in the run's space."""
     from . import spaces  # noqa: F401  (registers the spaces)
-    from .data import load_data
     from .search import build_space
-    from .space import EvalContext
 
     space = build_space(config)
-    if not hasattr(space, "build_seeded"):
+    if not hasattr(space, "build"):
         raise ConfigError(f"space {config['space']['name']!r} is not built as a network; nothing to export")
-    context = EvalContext(train=config["train"], data=config["data"], device="cpu")
-    return space.build_seeded(arch, seed, context), load_data(config["data"])
+    torch.manual_seed(seed)  # as TrainedSpace.build_seeded
+    return space.build(arch, tuple(input_shape), num_classes)
 
 
 def _load_config(run_dir: Path) -> dict:
@@ -293,7 +294,10 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")
         config["train"]["epochs"] = epochs
     device = resolve_device(device)
-    model, data = _build(config, record.arch, record.seed)
+    from .data import load_data
+
+    data = load_data(config["data"])
+    model = _build(config, record.arch, record.seed, data.input_shape, data.num_classes)
     log(f"retraining trial {record.trial} ({config['train']['epochs']} epochs, seed {record.seed}) ...")
     metrics = train_and_evaluate(model, data, config["train"], record.seed, device)
     model = model.to(device).eval()
@@ -309,7 +313,7 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
     layers = [row.as_dict() for row in count_layers(model.cpu(), data.input_shape)]
     info = {"run_dir": str(run_dir), "trial": record.trial, "seed": record.seed, "arch": dict(record.arch),
             "label": record.label, "metrics": metrics, "max_abs_diff": diff, "input_shape": list(data.input_shape),
-            "plan": plan, "layers": layers, "config": config}
+            "num_classes": data.num_classes, "plan": plan, "layers": layers, "config": config}
     (out / "export.json").write_text(json.dumps(info, indent=1))
     return info
 
@@ -323,7 +327,7 @@ def load_exported(out, device: str = "cpu") -> nn.Module:
         raise ConfigError(f"{out} is not a sparsenas export (no readable export.json)") from None
     from .space import Arch
 
-    model, _ = _build(info["config"], Arch(info["arch"]), info["seed"])
+    model = _build(info["config"], Arch(info["arch"]), info["seed"], info["input_shape"], info["num_classes"])
     deployable, _ = to_deployable(model, plan=_portable(info["plan"]))
     deployable.load_state_dict(torch.load(out / "model.pt", weights_only=True, map_location="cpu"))
     deployable = deployable.to(device).eval()

@@ -16,8 +16,8 @@ Methods (registry SPARSE_TRAINING, config key `train.sparse_training`):
           and their optimizer momentum is zeroed. nnz of every layer is constant.
   imp     iterative magnitude pruning with rewind (Frankle et al.): training is split into `imp_rounds`
           equal cycles; the first trains dense, after each cycle the layers are pruned by magnitude
-          (density keep^(r/(R-1)) after cycle r) and the surviving weights are rewound to their values at
-          `rewind_fraction` of the first cycle; the LR schedule restarts each cycle (`lr_factor`).
+          (density keep^(r/(R-1)) after cycle r) and the whole network (weights, BN statistics; not the
+          masks) is rewound to its state at `rewind_fraction` of the first cycle; the LR schedule restarts each cycle (`lr_factor`).
           Simplified for one training budget: the R cycles share the configured epochs.
 SET, RigL and IMP need unstructured masks: layers with learned scores are frozen to their current mask
 (scores stop training); N:M and channel layers are refused with a ConfigError.
@@ -206,8 +206,10 @@ class IMP(SparseTrainer):
         length = self.cycle_steps if r < self.rounds - 1 else max(1, self.total_steps - start)
         return 0.5 * (1 + math.cos(math.pi * (step - start) / length))
 
-    def _snapshot(self) -> dict[int, torch.Tensor]:
-        return {id(layer): layer.weight.detach().clone() for layer in self.layers}
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        """Every weight and BN statistic of the model (not masks or scores): what a rewind restores."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()
+                if not k.endswith(("mask_buf", "scores"))}
 
     def step(self, step: int) -> None:
         if step + 1 == self.rewind_step and self.rewind_state is None:
@@ -225,8 +227,8 @@ class IMP(SparseTrainer):
                 score = torch.where(layer.mask_buf.bool(), layer.weight.abs(), torch.full_like(layer.weight, -1.0))
                 mask = torch.zeros_like(score).flatten()
                 mask[torch.topk(score.flatten(), k).indices] = 1
-                layer.weight.copy_(self.rewind_state[id(layer)])
                 layer.set_mask(mask.view_as(layer.weight))
+            self.model.load_state_dict(self.rewind_state, strict=False)
         if self.optimizer is not None:
             for state in self.optimizer.state.values():
                 for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):

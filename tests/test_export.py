@@ -117,3 +117,11 @@ def test_a_bare_sparse_layer_is_exported_too():
     assert isinstance(dep, CSRLinear) and plan[""]["action"] == "csr"
     assert (dep(x) - layer(x)).abs().max().item() < 1e-5
     assert int(dep.values.numel()) == layer.k
+
+
+def test_channel_slice_on_sequence_input():
+    torch.manual_seed(0)
+    layer = SparseLinear(8, 6, keep=0.5, mask_mode="channel").eval()
+    dep, _ = to_deployable(layer)
+    x = torch.randn(2, 5, 8)
+    assert isinstance(dep, ChannelSlice) and (dep(x) - layer(x)).abs().max().item() < 1e-6
