@@ -143,6 +143,15 @@ def semi_structured_ok(device: str) -> str | None:
     return None
 
 
+def _fits_2_4(layer: SparseMixin, w: torch.Tensor) -> str | None:
+    """None if `w` is a linear weight with at most 2 nonzeros in every 4 consecutive inputs, else why not."""
+    if not isinstance(layer, nn.Linear):
+        return "semi-structured kernels are for linear layers; kept dense"
+    if w.shape[1] % 4 or int((w.reshape(-1, 4) != 0).sum(-1).max()) > 2:
+        return f"{layer.mask_mode} is not a 2:4 pattern; kept dense"
+    return None
+
+
 def _convert(layer: SparseMixin, action: str, x: torch.Tensor | None, csr: str, device: str) -> tuple[nn.Module, dict]:
     """The deployable replacement of one layer and its plan entry. `action` None = decide now."""
     w = layer.effective_weight().detach()
@@ -156,8 +165,8 @@ def _convert(layer: SparseMixin, action: str, x: torch.Tensor | None, csr: str, 
         elif pattern == "channel":
             action, entry["note"] = "dense", "grouped conv: channel slicing would break its groups"
         elif pattern == "nm":
-            action = "nm" if semi_structured_ok(device) is None else "dense"
-            entry["note"] = semi_structured_ok(device) or "to_sparse_semi_structured"
+            why = semi_structured_ok(device) or _fits_2_4(layer, w)
+            action, entry["note"] = ("dense", why) if why else ("nm", "to_sparse_semi_structured")
         elif not isinstance(layer, nn.Linear):
             action, entry["note"] = "dense", "unstructured conv: CSR conv is slower than dense on CPU"
         elif csr == "always":

@@ -125,3 +125,15 @@ def test_channel_slice_on_sequence_input():
     dep, _ = to_deployable(layer)
     x = torch.randn(2, 5, 8)
     assert isinstance(dep, ChannelSlice) and (dep(x) - layer(x)).abs().max().item() < 1e-6
+
+
+def test_nm_stays_dense_off_cuda_and_says_why():
+    from sparsenas.export import _fits_2_4
+
+    torch.manual_seed(0)
+    lin = SparseLinear(16, 4, mask_mode="1:4")
+    _, plan = to_deployable(lin, device="cpu")
+    assert plan[""]["action"] == "dense" and "CUDA" in plan[""]["note"]
+    assert _fits_2_4(lin, lin.effective_weight()) is None
+    wide = SparseLinear(16, 4, mask_mode="3:4")
+    assert "not a 2:4 pattern" in _fits_2_4(wide, wide.effective_weight())
