@@ -18,7 +18,10 @@ both, so the supernet and the discrete net agree). Scaled down for 8×8 digits: 
 With `distill: true` a trial trains the arch with knowledge distillation from the unpruned network (all
 widths and depths at their maximum), trained first on the same data and train settings with a fixed seed
 and cached for the whole process: loss (1 − a)·CE + a·T²·KL(teacher ‖ student), a = `kd_alpha`,
-T = `kd_temperature` (TAS: 0.9, 4). The teacher's accuracies are reported as `teacher_val_acc/test_acc`.
+T = `kd_temperature` (TAS: 0.9, 4); `train_loss` is then that loss. The teacher's accuracies are reported as
+`teacher_val_acc/test_acc`. The cache is per process: with a distributed executor each worker trains its own
+(identical, same seed) teacher. The supernet's weights are not reused: as in TAS, the found network and its
+teacher train from scratch.
 """
 from __future__ import annotations
 
