@@ -198,6 +198,9 @@ def test_search_state_round_trips_through_torch_load_weights_only():
     resumed.load_state_dict(torch.load(buf, weights_only=True)["search"])
     assert resumed.run_epoch(2)[0] == results[2][0]
     assert resumed.derive() == straight.derive()
+    before = {k: v.clone() for k, v in straight.model.state_dict().items()}
+    assert 0 <= straight.val_accuracy() <= 1  # evaluation leaves the BatchNorm running statistics alone
+    assert all(torch.equal(before[k], v) for k, v in straight.model.state_dict().items() if "num_batches" not in k)
     with pytest.raises(ConfigError):
         TasSupernetSearch(space, context(), 0, {"flop_ratio": 0.0})
     with pytest.raises(ConfigError):

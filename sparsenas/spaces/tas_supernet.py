@@ -295,13 +295,20 @@ class TasSupernetSearch(SupernetSearch):
 
     @torch.no_grad()
     def val_accuracy(self) -> float:
-        """Accuracy of the argmax arch inside the supernet on the α-validation half."""
-        self.model.eval()
+        """Accuracy of the argmax arch inside the supernet on the α-validation half, with BatchNorm on the
+        statistics of each evaluated batch (512 samples; running statistics left unchanged): the per-width
+        running statistics of a weight-sharing supernet lag far behind its weights."""
+        bns = [m for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)]
+        momenta = [bn.momentum for bn in bns]
+        for bn in bns:
+            bn.momentum = 0.0
+        self.model.train()
         x, y = self.val_split
         sample = self.model.argmax_sample()
         correct = sum(int((self.model(x[i:i + 512].to(self.device), sample).argmax(1).cpu() == y[i:i + 512]).sum())
                       for i in range(0, len(y), 512))
-        self.model.train()
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
         return correct / max(1, len(y))
 
     @torch.no_grad()
