@@ -173,3 +173,26 @@ def test_search_cli_writes_the_run_contract(runs):
         assert r["label"].startswith("resnet:")
     assert (run / "best.json").is_file() and (run / "config.yaml").is_file()
     assert (run / "state" / "checkpoint.pkl").is_file()
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_dynamic_sparse_training_moves_masks_and_keeps_iso_flops(method):
+    from sparsenas.config import CORE, validate_section
+    from sparsenas.data import load_data
+    from sparsenas.training import train_and_evaluate
+
+    data = load_data(validate_section("data", {"limit": 128}, CORE["data"]))
+    train = validate_section("train", {"epochs": 1, "batch_size": 16, "sparse_training": method,
+                                       "update_interval": 1}, CORE["train"])
+    space = tiny_space()
+    arch = Arch({"b0.member": "parallel", "b0.sparsity": 0.5, "b1.member": "factorized", "b1.sparsity": 0.9})
+    torch.manual_seed(0)
+    net = space.build(arch, data.input_shape, data.num_classes)
+    before = {n: m.mask().clone() for n, m in net.named_modules() if isinstance(m, SparseMixin)}
+    flops = count_model(net, data.input_shape)["flops_sparse"]
+    train_and_evaluate(net, data, train, 0, "cpu")
+    after = {n: m.mask() for n, m in net.named_modules() if isinstance(m, SparseMixin)}
+    assert all(int(after[n].sum()) == int(before[n].sum()) for n in before)  # nnz per layer is constant
+    assert sum(int((after[n] != before[n]).sum()) for n in before) > 0
+    # flops_sparse counts nonzero *values*: a regrown weight starts at 0 and may stay 0 (no gradient), never more
+    assert 0.95 * flops <= count_model(net, data.input_shape)["flops_sparse"] <= flops

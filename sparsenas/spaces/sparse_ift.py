@@ -17,9 +17,12 @@ network; here a wide block widens its inner width (unit1's output, unit2's input
 by base = round(1/(1−s)) rather than √base — and the block's own layers absorb it. The other members are per
 layer in the paper and are applied to both layers of the block, as the authors' blocks do.
 
-Training: the sparse layers use the `mask` mode (default `random`: a fixed random mask, Sparse-IFT's static
-sparse training). Deviations for small scale/CPU: PyTorch default init (the authors: Kaiming fan-out, zero-init
-of the last BN); sizes for 8×8 digits by default.
+Training: the sparse layers start from the `mask` kind (default `random`, as the authors' random mask init) and
+evolve by `train.sparse_training` (sparsenas.sparse_training): `static` keeps the random mask, `rigl` / `set`
+drop and regrow at constant per-layer nnz, so every member stays iso-FLOP while its mask moves. The preset
+uses RigL (the paper's main setting) with its drop fraction 0.3 and stop at 0.75 of training, but updates every
+10 steps instead of 100, since a digits trial has only ~75 steps. Other deviations for small scale/CPU:
+PyTorch default init (the authors: Kaiming fan-out, zero-init of the last BN); sizes for 8×8 digits.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..ops.sparse import MASK_MODES
+from ..ops.masks import mask_kind
 from ..ops.sparse_ift import MEMBERS, DenseUnit, LayerSpec, make_unit
 from ..space import Arch, Categorical, register_space
 from .trained import TrainedSpace
@@ -147,8 +150,9 @@ class SparseIFTSpace(TrainedSpace):
         if not isinstance(sparsities, list) or not sparsities or not all(
                 isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < 1 for s in sparsities):
             raise ConfigError(f"space.sparsities must be a non-empty list of numbers in (0, 1), got {sparsities!r}")
-        if o["mask"] not in MASK_MODES:
-            raise ConfigError(f"space.mask must be one of {', '.join(MASK_MODES)}, got {o['mask']!r}")
+        if mask_kind(o["mask"]).pattern != "unstructured":  # ConfigError for unknown specs
+            raise ConfigError(f"space.mask must be an unstructured mask (the iso-FLOP solve sets exact per-layer "
+                              f"counts), e.g. random, magnitude or scores; got {o['mask']!r}")
         self.backbone = BACKBONES[o["backbone"]]
         self.plan = self.backbone.plan(o)
         self._dims = {}
