@@ -3,6 +3,7 @@ text, and the figures pareto.png and trajectory.png (several runs — e.g. strat
 drawn together in each figure)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -10,7 +11,7 @@ from typing import Sequence
 import yaml
 
 from .errors import ConfigError
-from .journal import Journal, TrialResult
+from .journal import TrialResult
 from .objective import Objective
 
 
@@ -37,7 +38,21 @@ def load_run(run_dir: Path) -> Run:
         objective = Objective.from_config(config["objective"])
     except (yaml.YAMLError, KeyError, TypeError):
         raise ConfigError(f"{run_dir}/config.yaml is not a sparsenas run config") from None
-    return Run(run_dir, config, objective, Journal(run_dir / "trials.jsonl").load())
+    return Run(run_dir, config, objective, read_journal(run_dir / "trials.jsonl"))
+
+
+def read_journal(path: Path) -> list[TrialResult]:
+    """The complete records of a journal, read only: unlike `Journal.load` (the search's resume path), this
+    never cuts a torn last line off the file, which may be a line a running search is writing right now."""
+    results = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError("torn last line")
+            results.append(TrialResult.from_record(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            break
+    return results
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -141,6 +156,9 @@ def run_report(run_dirs: Sequence[Path], top: int = 10, out: Path | None = None)
     parts = [_run_text(run, top) for run in runs]
     if len(runs) > 1:
         parts.append("comparison:\n" + compare(runs))
-    written = write_plots(runs, Path(out) if out is not None else runs[0].path)
-    parts.append("wrote " + ", ".join(str(p) for p in written))
+    if not any(r.ok for run in runs for r in run.results):
+        parts.append("no figures written: no successful trial yet")
+    else:
+        written = write_plots(runs, Path(out) if out is not None else runs[0].path)
+        parts.append("wrote " + ", ".join(str(p) for p in written))
     return "\n\n".join(parts)

@@ -313,3 +313,18 @@ def test_chromium_screenshots_show_the_search(search_runs, tmp_path):
     for page in ("hparams", "scalars", "timeseries"):
         img = imread(tmp_path / f"tensorboard_{page}.png")
         assert img.shape[:2] == (1000, 1600) and img.std() > 0.05
+
+
+def test_report_of_a_running_search_reads_without_touching_the_journal(search_runs, tmp_path, capsys):
+    run = tmp_path / "live"
+    run.mkdir()
+    (run / "config.yaml").write_text((search_runs[0] / "config.yaml").read_text())
+    lines = (search_runs[0] / "trials.jsonl").read_text().splitlines(keepends=True)
+    failed = [json.dumps({**json.loads(line), "status": "failed", "metrics": {}}) + "\n" for line in lines[:2]]
+    journal_text = "".join(failed) + lines[2][:40]  # two failed trials and one being written
+    (run / "trials.jsonl").write_text(journal_text)
+    assert cli("report", run) == 0
+    out = capsys.readouterr().out
+    assert "2 trials (0 ok, 2 failed" in out and "no figures written" in out
+    assert (run / "trials.jsonl").read_text() == journal_text  # the torn line is left to the search
+    assert not (run / "pareto.png").exists()
