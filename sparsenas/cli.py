@@ -26,7 +26,8 @@ def _add_search(sub) -> None:
     p.add_argument("--seed", type=int, help="run seed; each trial's seed derives from it (search.seed)")
     p.add_argument("--name", help="run name: the directory under --runs-dir (default: <space>-<strategy>-<time>)")
     p.add_argument("--runs-dir", default="runs", help="root of the run directories (default: runs)")
-    p.add_argument("--executor", help="where trials run: local (this process) (execution.executor)")
+    p.add_argument("--executor", help="where trials run: local (this process), ray (a pool of Ray actors), "
+                                      "tune (Ray Tune) (execution.executor)")
     p.add_argument("--address", help="HOST:PORT of an existing Ray cluster (execution.address)")
     p.add_argument("--workers", type=int, help="trials run at once (execution.workers)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (execution.device)")
@@ -76,6 +77,9 @@ def _add_export(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sparsenas", description="Neural architecture search for sparse networks.")
+    parser.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first, e.g. to register your own spaces or strategies (repeatable); "
+                             "nothing else ever imports code named by a config")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_search(sub)
     _add_report(sub)
@@ -201,10 +205,21 @@ def cmd_tensorboard(args) -> int:
     return serve(Path(args.run_dir), args.port)
 
 
+def _import_plugins(modules: list[str]) -> None:
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(f"--allow-import {module}: {e}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        _import_plugins(args.allow_import)
         return args.func(args)
     except ConfigError as e:
         print(f"sparsenas: error: {e}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -154,9 +155,27 @@ def preset_names(kind: str) -> list[str]:
     return sorted(p.name[:-5] for p in _preset_dir(kind).iterdir() if p.name.endswith(".yaml"))
 
 
+class SafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads `1e-3` and `1e12` as floats (YAML 1.2), as users write them."""
+
+
+SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def safe_load(text: str):
+    return yaml.load(text, Loader=SafeLoader)
+
+
 def _load_yaml(text: str, where: str) -> dict:
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""
@@ -205,7 +224,7 @@ def parse_override(item: str) -> dict:
     if parts[0] not in SECTIONS:
         raise ConfigError(f"unknown config section {parts[0]!r} in --set {item} (known: {', '.join(SECTIONS)})")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     for part in reversed(parts):

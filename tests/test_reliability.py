@@ -1,0 +1,85 @@
+"""Failing trials, torn journals, plug-ins only through --allow-import."""
+import json
+
+from conftest import FAST, cli
+from sparsenas.journal import Journal
+
+
+def records(run):
+    return [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+
+
+def test_plugins_load_only_when_allowed(runs, capsys):
+    args = ["search", "--space", "faulty", "--strategy", "random", "--runs-dir", runs, "--quiet"]
+    assert cli(*args, "--name", "a") == 2
+    assert "unknown space 'faulty'" in capsys.readouterr().err
+    assert cli("--allow-import", "no_such_module_xyz", *args, "--name", "b") == 2
+    assert "--allow-import no_such_module_xyz" in capsys.readouterr().err
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_raising_and_nan_trials_are_recorded_failed_and_the_budget_completes(runs):
+    assert cli("--allow-import", "faulty_plugin", "search", "--space", "faulty", "--strategy", "random",
+               "--budget", 12, "--name", "f", "--runs-dir", runs, "--quiet") == 0
+    recs = records(runs / "f")
+    assert len(recs) == 12
+    for r in recs:
+        if r["arch"]["mode"] == "ok":
+            assert r["status"] == "ok" and r["error"] is None
+        else:
+            assert r["status"] == "failed"
+            want = "RuntimeError: evaluator exploded" if r["arch"]["mode"] == "raise" else "not finite"
+            assert want in r["error"]
+    assert {r["arch"]["mode"] for r in recs} == {"ok", "raise", "nan"}
+    best = json.loads((runs / "f" / "best.json").read_text())
+    assert best["arch"]["mode"] == "ok"
+
+
+def test_only_failing_search_stops_at_max_failures(runs, capsys):
+    assert cli("--allow-import", "faulty_plugin", "search", "--space", "faulty", "--strategy", "random",
+               "--set", "space.modes=[raise]", "--budget", 10, "--max-failures", 3, "--name", "m",
+               "--runs-dir", runs, "--quiet") == 1
+    assert "stopped after 3 failed trials in a row" in capsys.readouterr().err
+    assert len(records(runs / "m")) == 3
+
+
+def test_diverging_training_fails_the_trial(runs):
+    assert cli("search", "--space", "dass", "--strategy", "random", "--budget", 1, "--name", "n", "--runs-dir", runs,
+               *FAST, "--set", "train.lr=1e12", "--set", "train.grad_clip=null") == 0
+    rec = records(runs / "n")[0]
+    assert rec["status"] == "failed" and "non-finite training loss" in rec["error"]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_torn_last_line_is_dropped_on_resume(runs, monkeypatch):
+    """A crash in the middle of writing trial 2's line: the half line is cut off and trial 2 runs again."""
+    original = Journal.append
+
+    def tearing_append(self, result):
+        if result.trial == 2:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(result.to_record())[:25])
+            raise Crash
+        original(self, result)
+
+    args = ["--allow-import", "faulty_plugin", "search", "--space", "faulty", "--strategy", "random",
+            "--set", "space.modes=[ok]", "--budget", 4, "--runs-dir", runs, "--quiet"]
+    assert cli(*args, "--name", "clean") == 0
+    monkeypatch.setattr(Journal, "append", tearing_append)
+    try:
+        cli(*args, "--name", "t")
+    except Crash:
+        pass
+    journal = runs / "t" / "trials.jsonl"
+    assert not journal.read_text().endswith("\n")
+    monkeypatch.setattr(Journal, "append", original)
+    assert [r.trial for r in Journal(journal).load()] == [0, 1]
+    assert journal.read_text().endswith("\n")  # the torn line is gone from the file
+    assert cli("--allow-import", "faulty_plugin", "search", "--resume", "--name", "t", "--runs-dir", runs,
+               "--quiet") == 0
+    got, clean = records(runs / "t"), records(runs / "clean")
+    assert [r["trial"] for r in got] == [0, 1, 2, 3]
+    assert [r["arch_id"] for r in got] == [r["arch_id"] for r in clean]
