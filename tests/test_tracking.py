@@ -164,6 +164,31 @@ def test_single_objective_logs_no_front_metrics(tmp_path):
     assert tags["images"] == ["search/pareto_front"]  # val_acc against the cost metric params
 
 
+def test_out_of_order_trials_and_a_resumed_logger_keep_every_point(tmp_path):
+    """Parallel executors finish trials out of order; --resume opens a second logger on the same tb/."""
+    obj = Objective(["val_acc"], ["flops"])
+    trials = [result(1, val_acc=0.6, flops=50.0), result(0, val_acc=0.5, flops=40.0), result(2, val_acc=0.7, flops=90.0)]
+    tb = TensorBoardLogger(tmp_path / "tb", obj)
+    tb.log(trials[0], trials[:1])
+    tb.log(trials[1], trials[:2])
+    tb.close()
+    first_steps = [s for s, _ in scalars(accumulator(tmp_path / "tb"), "best_by_time/val_acc")]
+    event_file = next((tmp_path / "tb").glob("events.out.tfevents.*"))
+    parts = event_file.name.split(".")
+    parts[3] = str(int(parts[3]) - 100)  # as if the run had started 100 s earlier
+    event_file.rename(event_file.with_name(".".join(parts)))
+    resumed = TensorBoardLogger(tmp_path / "tb", obj)
+    assert resumed.start == int(parts[3])  # the clock starts at the first event file, not at the resume
+    resumed.log(trials[2], trials)
+    resumed.close()
+    acc = accumulator(tmp_path / "tb")
+    assert sorted(scalars(acc, "trial/val_acc")) == [(0, 0.5), (1, pytest.approx(0.6)), (2, pytest.approx(0.7))]
+    assert [s for s, _ in scalars(acc, "best/val_acc")] == [1, 2, 3]
+    time_steps = [s for s, _ in scalars(acc, "best_by_time/val_acc")]
+    assert time_steps[:2] == first_steps and time_steps[2] >= 100
+    assert len(sessions(tmp_path / "tb")) == 3
+
+
 # -- a real search, its event files and `sparsenas report` ------------------------------------------------
 
 @pytest.fixture(scope="module")
