@@ -282,3 +282,31 @@ def test_cli_differentiable_search_on_tas_trains_the_derived_arch(runs):
     saved = torch.load(run / "state" / "supernet.pt", weights_only=True)
     assert saved["epoch"] == 2 and len(saved["search"]["history"]) == 2
     assert rec["arch"] in [h["arch"] for h in saved["search"]["history"]]
+
+
+def test_killed_supernet_search_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """The differentiable strategy's per-epoch checkpoint (torch.load weights_only) carries the TAS state."""
+    from sparsenas.objective import Objective
+    from sparsenas.strategies import STRATEGIES
+
+    space = TasSpace(C=4, depth=8)
+
+    def strategy(name):
+        (tmp_path / name).mkdir(exist_ok=True)
+        s = STRATEGIES.get("differentiable")(space, Objective(), 0, options={"epochs": 3, "flop_ratio": 0.4})
+        s.bind(context(), tmp_path / name)
+        return s
+
+    clean = strategy("clean").ask()
+    real, ran = TasSupernetSearch.run_epoch, []
+
+    def dies_at_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+
+    monkeypatch.setattr(TasSupernetSearch, "run_epoch", dies_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        strategy("killed").ask()
+    monkeypatch.setattr(TasSupernetSearch, "run_epoch", lambda self, epoch: ran.append(epoch) or real(self, epoch))
+    assert strategy("killed").ask() == clean and ran == [2]

@@ -20,7 +20,8 @@ SoftSelect.py, procedures/search_main_v2.py).
 - Derived arch (the authors' search-transformable.py): of the argmax archs at the end of each epoch, the
   one with the best supernet validation accuracy among those whose FLOP ratio is within `flop_tolerance`
   of `flop_ratio`; the last epoch's argmax when none is.
-Scaled down for the CPU: a few dozen epochs on digits instead of 300–600 on CIFAR, no warm-up epochs.
+Scaled down for the CPU: a few dozen epochs on digits instead of 300–600 on CIFAR, batch 32 instead of
+256, no warm-up epochs.
 The derived arch is then trained from scratch, with distillation, as an ordinary trial (`TasSpace`).
 """
 from __future__ import annotations
