@@ -6,6 +6,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,11 @@ def start(run_dir: Path, port: int = 6006):
         raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml and tb/)")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {port}")
+    with socket.socket() as probe:  # a clear one-line error before TensorBoard prints its banners
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; choose another --port") from None
     from tensorboard import program
 
     board = program.TensorBoard()

@@ -15,7 +15,7 @@ from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, metadata
 
-from conftest import FAST, ROOT, cli
+from conftest import FAST, ROOT, cli, cli_subprocess_cmd
 from sparsenas.errors import ConfigError
 from sparsenas.journal import TrialResult
 from sparsenas.objective import Objective, hypervolume
@@ -353,3 +353,15 @@ def test_report_of_a_running_search_reads_without_touching_the_journal(search_ru
     assert "2 trials (0 ok, 2 failed" in out and "no figures written" in out
     assert (run / "trials.jsonl").read_text() == journal_text  # the torn line is left to the search
     assert not (run / "pareto.png").exists()
+
+
+def test_tensorboard_on_a_busy_port_is_a_one_line_error(tmp_path):
+    (tmp_path / "config.yaml").write_text("{}\n")
+    (tmp_path / "tb").mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        proc = subprocess.run(cli_subprocess_cmd("tensorboard", tmp_path, "--port", busy.getsockname()[1]),
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("sparsenas: error: cannot listen on 127.0.0.1:") and proc.stderr.count("\n") == 1
