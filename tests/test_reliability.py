@@ -1,7 +1,15 @@
-"""Failing trials, torn journals, plug-ins only through --allow-import."""
+"""Failing trials, torn journals, kill -9 and resume, plug-ins only through --allow-import."""
 import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
 
-from conftest import FAST, cli
+import pytest
+
+from conftest import FAST, cli, cli_subprocess_cmd
 from sparsenas.journal import Journal
 
 
@@ -83,3 +91,40 @@ def test_torn_last_line_is_dropped_on_resume(runs, monkeypatch):
     got, clean = records(runs / "t"), records(runs / "clean")
     assert [r["trial"] for r in got] == [0, 1, 2, 3]
     assert [r["arch_id"] for r in got] == [r["arch_id"] for r in clean]
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "tpe", "opgfn"])
+def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_trajectory(strategy, runs):
+    """>= 5 kills of the search process at random moments; the resumed run equals a clean one."""
+    budget = 16
+    common = ["--allow-import", "faulty_plugin", "search", "--space", "faulty", "--strategy", strategy,
+              "--set", "space.modes=[ok]", "--set", "space.delay_s=0.15", "--budget", budget, "--seed", 4,
+              "--runs-dir", runs, "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    subprocess.run(cli_subprocess_cmd(*common, "--name", "clean"), env=env, check=True, capture_output=True)
+    journal, rng, kills = runs / "killed" / "trials.jsonl", random.Random(0), 0
+    cmd = cli_subprocess_cmd(*common, "--name", "killed")
+    while True:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if kills < 5:
+            done = len(journal.read_text().splitlines()) if journal.exists() else 0
+            deadline = time.time() + 120
+            while proc.poll() is None and time.time() < deadline:  # wait for one more trial, then a random delay
+                if journal.exists() and len(journal.read_text().splitlines()) > done:
+                    time.sleep(rng.uniform(0, 0.3))
+                    break
+                time.sleep(0.005)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                cmd = cli_subprocess_cmd("--allow-import", "faulty_plugin", "search", "--resume", "--name", "killed",
+                                         "--runs-dir", runs, "--quiet")
+                continue
+        assert proc.wait(timeout=300) == 0
+        break
+    assert kills >= 5
+    got, clean = records(runs / "killed"), records(runs / "clean")
+    assert [r["trial"] for r in got] == list(range(budget))
+    strip = lambda r: (r["trial"], r["arch_id"], r["status"], r["metrics"], r["seed"])  # noqa: E731
+    assert list(map(strip, got)) == list(map(strip, clean))
