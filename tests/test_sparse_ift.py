@@ -87,6 +87,24 @@ def test_hand_checked_counts():
                                       "sparsity": 0.75}
 
 
+def test_hand_checked_networks():
+    # mlp, input 20, hidden 8, one block factorized@0.5 (d = 64 / (0.5*16) = 8, U and V 64 weights, 32 kept each)
+    space = SparseIFTSpace(backbone="mlp", hidden=8, mlp_blocks=1)
+    arch = Arch({"b0.member": "factorized", "b0.sparsity": 0.5})
+    m = count_model(space.build(arch, (20,), 3), (20,))
+    stem, unit, head = 160 + 16, 128 + 16, 24 + 3  # weights (+ BN affine / bias)
+    assert m == {"params": stem + 2 * unit + head, "nnz": stem + 2 * (64 + 16) + head,
+                 "flops": 160 + 2 * 128 + 24, "flops_sparse": 160 + 2 * 64 + 24, "sparsity": 0.5}
+    # resnet C=2, one stage of one block, input 1x4x4, wide@0.5: inner width 4, each conv 72 weights, 36 kept
+    space = SparseIFTSpace(C=2, stages=[1])
+    arch = Arch({"b0.member": "wide", "b0.sparsity": 0.5})
+    m = count_model(space.build(arch, (1, 4, 4), 3), (1, 4, 4))
+    assert m == {"params": 18 + 4 + (72 + 8) + (72 + 4) + 9, "nnz": 18 + 4 + (36 + 8) + (36 + 4) + 9,
+                 "flops": 16 * 18 + 16 * 2 * 72 + 6, "flops_sparse": 16 * 18 + 16 * 2 * 36 + 6, "sparsity": 0.5}
+    dense = count_model(space.build(arch.replace(**{"b0.member": "dense"}), (1, 4, 4), 3), (1, 4, 4))
+    assert dense["flops"] == m["flops_sparse"] and dense["params"] == 18 + 4 + 2 * (36 + 4) + 9
+
+
 def test_split_kept_is_exact_and_uniform():
     assert split_kept(10, [10, 10, 10, 10]) == [3, 3, 2, 2]
     assert sum(split_kept(1234, [1000, 333, 7])) == 1234
