@@ -85,8 +85,7 @@ class TensorBoardLogger:
         for name, value in result.metrics.items():
             w.add_scalar(f"trial/{name}", value, result.trial, walltime=now)
         self._time_step = max(math.ceil(now - self.start), self._time_step + 1)
-        for name, sign in zip(obj.names, obj.signs):
-            i = obj.names.index(name)
+        for i, (name, sign) in enumerate(zip(obj.names, obj.signs)):
             vals = [v[i] for r in results if (v := obj.values(r)) is not None]
             if vals:
                 w.add_scalar(f"best/{name}", sign * max(vals), step, walltime=now)
