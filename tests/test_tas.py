@@ -174,13 +174,14 @@ def run_search(space, options, epochs_first=None, seed=0, ctx=None):
     return search, results
 
 
-@pytest.mark.parametrize("target", [0.5, 0.3])
-def test_search_reaches_the_flop_target_on_resnet20(target):
+@pytest.mark.parametrize("target,tolerance", [(0.5, 0.05), (0.3, 0.05), (0.5, 0.025)])
+def test_search_reaches_the_flop_target_on_resnet20(target, tolerance):
+    """TAS's tolerance is 0.05·F_max (ratio points); with 0.025 the found net is within 5% of the target."""
     space = TasSpace(C=4, depth=20)
-    search, results = run_search(space, {"epochs": 12, "flop_ratio": target})
+    search, results = run_search(space, {"epochs": 12, "flop_ratio": target, "flop_tolerance": tolerance})
     full = count_model(space.build(space.full_arch(), DIGITS, 10), DIGITS)["flops"]
     derived = count_model(space.build(search.derive(), DIGITS, 10), DIGITS)["flops"]
-    assert abs(derived / full - target) <= 0.05, (derived / full, [r[0]["flops_ratio"] for r in results])
+    assert abs(derived / full - target) <= tolerance, (derived / full, [r[0]["flops_ratio"] for r in results])
     assert results[-1][0]["flops_ratio"] == pytest.approx(space.flops(search.current(), DIGITS, 10) / full)
     assert set(results[0][0]) >= {"train_loss", "val_loss", "flop_loss", "tau", "flops_ratio", "val_acc"}
     assert results[0][0]["tau"] == 10.0 and results[-1][0]["tau"] < 0.2
