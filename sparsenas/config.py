@@ -121,13 +121,18 @@ def _number_ok(value: Any) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
+def _show(key: str) -> str:
+    """A key as it can stand in a one-line message."""
+    return key if key.isprintable() else repr(key)
+
+
 def validate_section(section: str, values: dict, schema: dict[str, Field]) -> dict:
     """Check `values` against `schema` and return it completed with defaults."""
     if not isinstance(values, dict):
         raise ConfigError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
     unknown = sorted(set(values) - set(schema))
     if unknown:
-        raise ConfigError(f"unknown config key {section}.{unknown[0]} (known: {', '.join(sorted(schema))})")
+        raise ConfigError(f"unknown config key {section}.{_show(unknown[0])} (known: {', '.join(sorted(schema))})")
     out = {}
     for key, field in schema.items():
         value = values.get(key, copy.deepcopy(field.default))
@@ -275,6 +280,7 @@ def _normalise_objective(obj: dict) -> None:
     if both:
         raise ConfigError(f"objective metric {sorted(both)[0]!r} is both maximized and minimized")
     for name, bounds in obj["constraints"].items():
+        name = _show(str(name))
         ok = (isinstance(bounds, list) and len(bounds) == 2
               and all(b is None or (_type_ok(b, NUM) and _number_ok(b)) for b in bounds))
         if not ok:
