@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from ..data import load_data
