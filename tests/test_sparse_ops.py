@@ -62,3 +62,18 @@ def test_count_model_by_hand():
     assert m["flops_sparse"] == 25 * 9 + 30 + 6
     assert m["nnz"] == 9 + 30 + 3 + 8
     assert m["sparsity"] == pytest.approx(1 - (9 + 30) / (conv_w + lin_w))
+
+
+def test_frozen_scores_reuse_the_mask_until_they_change():
+    torch.manual_seed(0)
+    layer = SparseLinear(20, 10, keep=0.3)
+    layer.scores.requires_grad_(False)
+    first = layer.mask()
+    assert layer.mask() is first  # cached
+    with torch.no_grad():
+        layer.scores.mul_(-1).add_(torch.randn_like(layer.scores))
+    second = layer.mask()
+    assert second is not first and int(second.sum()) == layer.k
+    assert torch.equal(second, (layer.scores.abs() >= layer.scores.abs().flatten().topk(layer.k).values[-1]).float())
+    layer.keep = 0.5
+    assert int(layer.mask().sum()) == layer.k == 100

@@ -95,7 +95,14 @@ class ScoresMask(MaskKind):
         layer.scores = torch.nn.Parameter(init.clone(), requires_grad=layer.keep < 1)
 
     def compute(self, layer) -> torch.Tensor:
-        return _TopK.apply(layer.scores, layer.k)
+        if layer.scores.requires_grad:
+            return _TopK.apply(layer.scores, layer.k)
+        # frozen scores (e.g. DASS finetune): the mask only changes when the scores or k do — reuse it
+        key = (layer.scores._version, layer.scores.data_ptr(), layer.k)
+        cached = getattr(layer, "_frozen_mask", None)
+        if cached is None or cached[0] != key:
+            cached = layer._frozen_mask = (key, _topk_mask(layer.scores.detach().abs(), layer.k))
+        return cached[1]
 
 
 @MASK_KINDS.register("random")
