@@ -26,6 +26,7 @@ PyTorch default init (the authors: Kaiming fan-out, zero-init of the last BN); s
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -100,17 +101,10 @@ def _resnet_plan(o: dict) -> list[BlockPlan]:
     return plan
 
 
-def _flat(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 BACKBONES = {
     "resnet": Backbone("conv", _resnet_plan, lambda o, shape: LayerSpec("conv", shape[0], o["C"], 3, 1)),
     "mlp": Backbone("linear", lambda o: [BlockPlan(o["hidden"], o["hidden"], 1)] * o["mlp_blocks"],
-                    lambda o, shape: LayerSpec("linear", _flat(shape), o["hidden"])),
+                    lambda o, shape: LayerSpec("linear", math.prod(shape), o["hidden"])),
 }
 
 
