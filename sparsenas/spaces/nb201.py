@@ -20,7 +20,6 @@ import functools
 import re
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..errors import ConfigError
