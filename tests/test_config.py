@@ -56,7 +56,7 @@ def test_malformed_set(item):
 
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(["space", "strategy", "train", "data", "search", "objective", "execution",
-                                        "junk"]),
+                                        "latency", "junk"]),
                        st.one_of(st.none(), st.integers(), st.text(max_size=5),
                                  st.dictionaries(st.text(max_size=8), st.one_of(st.none(), st.integers(), st.floats(),
                                                                                 st.text(max_size=5),
@@ -67,4 +67,12 @@ def test_fuzzed_configs_resolve_or_fail_cleanly(fragment):
     except ConfigError as e:
         assert "\n" not in str(e)
     else:
-        assert set(cfg) == {"space", "strategy", "search", "data", "train", "objective", "execution"}
+        assert set(cfg) == {"space", "strategy", "search", "data", "train", "objective", "execution", "latency"}
+
+
+def test_yaml_numbers_as_users_write_them():
+    from sparsenas.config import safe_load
+
+    assert safe_load("a: 1e-3\nb: 1e12\nc: 2:4\nd: 10\ne: 0.5") == {"a": 0.001, "b": 1e12, "c": "2:4", "d": 10, "e": 0.5}
+    assert parse_override("space.mask=2:4") == {"space": {"mask": "2:4"}}
+    assert parse_override("train.lr=1e-2") == {"train": {"lr": 0.01}}
