@@ -75,6 +75,45 @@ def _add_export(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def _add_latency(sub) -> None:
+    p = sub.add_parser("latency", help="latency predictors: profile a lookup table, fit or apply a learned one",
+                       description="Hardware latency predictors (use them in a search with --set latency.predictor=...).")
+    cmds = p.add_subparsers(dest="latency_command", required=True, parser_class=_Parser)
+    prof = cmds.add_parser("profile", help="measure the kernels of a space on this machine (lookup table)",
+                           description="Time every kernel the space's networks run (op, shapes, sparsity as it "
+                                       "really runs) and store the table in the cache directory.")
+    prof.add_argument("--space", required=True, help="search space: a preset name or a YAML file")
+    prof.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    prof.add_argument("--batch-size", type=int, default=1, help="samples per forward pass (default 1)")
+    prof.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    prof.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (cuda)")
+    prof.add_argument("--mode", default="exported", help="exported (what `sparsenas export` deploys) or masked")
+    prof.add_argument("--archs", type=int, default=64, help="sampled architectures whose kernels are timed")
+    prof.add_argument("--calibration", type=int, default=24, help="architectures timed whole to calibrate (0: none)")
+    prof.add_argument("--seed", type=int, default=0, help="sampling seed")
+    prof.add_argument("--cache-dir", help="cache directory (default $SPARSENAS_CACHE_DIR or ~/.cache/sparsenas)")
+    prof.add_argument("--out", help="table file (default: found by search runs in the cache directory)")
+    prof.add_argument("--quiet", action="store_true", help="no progress lines")
+    fit = cmds.add_parser("fit", help="train a latency regressor on measured (arch, latency) pairs",
+                          description="Fit a learned latency predictor from a CSV of archs and measured latencies.")
+    fit.add_argument("--space", required=True, help="search space: a preset name or a YAML file")
+    fit.add_argument("--table", required=True, metavar="FILE.csv", help="CSV with an arch and a latency column")
+    fit.add_argument("--arch-column", required=True, help="column of archs (JSON objects; nb201: arch strings)")
+    fit.add_argument("--latency-column", required=True, help="column of measured latencies in ms")
+    fit.add_argument("--model", default="auto", choices=("auto", "ridge", "forest"), help="regressor (default auto)")
+    fit.add_argument("--out", required=True, metavar="P.json", help="predictor file to write")
+    pred = cmds.add_parser("predict", help="predict latencies of the archs of a CSV with a learned predictor",
+                           description="Write OUT.csv: the input columns plus predicted_ms.")
+    pred.add_argument("--predictor", required=True, metavar="P.json", help="made by 'sparsenas latency fit'")
+    pred.add_argument("--table", required=True, metavar="FILE.csv", help="CSV with an arch column")
+    pred.add_argument("--arch-column", required=True, help="column of archs")
+    pred.add_argument("--out", required=True, metavar="OUT.csv", help="CSV to write")
+    for q in (prof, fit):
+        q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override space.* or data.* keys of the space preset (repeatable)")
+    p.set_defaults(func=cmd_latency)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sparsenas", description="Neural architecture search for sparse networks.")
     parser.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
@@ -85,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_tensorboard(sub)
     _add_export(sub)
+    _add_latency(sub)
     return parser
 
 
@@ -197,6 +237,12 @@ def cmd_export(args) -> int:
     out = args.out or Path(args.run_dir) / f"export-trial{info['trial']}"
     print(f"exported trial {info['trial']} ({shown}; max |masked - exported| = {info['max_abs_diff']:.2g}) to {out}")
     return 0
+
+
+def cmd_latency(args) -> int:
+    from .hardware.commands import COMMANDS
+
+    return COMMANDS[args.latency_command](args)
 
 
 def cmd_tensorboard(args) -> int:

@@ -97,6 +97,22 @@ CORE: dict[str, dict[str, Field]] = {
         "asha_grace_period": Field(1, (int,), _positive, "must be >= 1"),
         "asha_reduction_factor": Field(3.0, NUM, lambda v: v > 1, "must be > 1"),
     },
+    # hardware latency predictor → cheap metric latency_ms (sparsenas/hardware; checked by normalise_latency_config)
+    "latency": {
+        "predictor": Field(None, OPT_STR),  # null (no latency_ms), measured, lut or learned
+        "version": Field(None, OPT_STR),  # filled in from the predictor: every latency_ms of a run is from it
+        "device": Field("cpu", (str,)),
+        "batch_size": Field(1, (int,), _positive, "must be >= 1"),
+        "threads": Field(1, (int,), _positive, "must be >= 1"),
+        "dtype": Field("float32", (str,)),
+        "mode": Field("exported", (str,)),  # exported (what `sparsenas export` deploys) or masked (dense)
+        "file": Field(None, OPT_STR),  # lut: a table (default: found in cache_dir); learned: P.json
+        "cache_dir": Field(None, OPT_STR),  # lut tables (default ~/.cache/sparsenas)
+        "warmup": Field(5, (int,), _non_negative, "must be >= 0"),  # measured
+        "repeats": Field(20, (int,), _positive, "must be >= 1"),  # measured
+        "reward_target_ms": Field(None, OPT_NUM, _positive, "must be > 0"),  # MnasNet reward latency_reward
+        "reward_exponent": Field(-0.07, NUM),
+    },
 }
 SECTIONS = ("space", "strategy", *CORE)
 
@@ -266,6 +282,9 @@ def resolve(fragments: list[dict]) -> dict:
         cls = registry.get(name)
         config[section] = {"name": name, **validate_section(section, values, schema_from_defaults(cls.defaults))}
     _normalise_objective(config["objective"])
+    from .hardware import normalise_latency_config
+
+    normalise_latency_config(config["latency"])
     from .execution import EXECUTORS
     from .data import DATASETS
 

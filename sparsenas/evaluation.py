@@ -40,6 +40,8 @@ def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, ta
     result = TrialResult(task.trial, task.arch, space.label(task.arch), "ok", seed=task.seed, worker=worker)
     try:
         result.metrics = space.cheap_metrics(task.arch, context)
+        if context.latency is not None:
+            result.metrics.update(context.latency.cheap_metrics(task.arch))
         broken = objective.violations(result.metrics)
         if broken:
             result.status, result.error = "infeasible", "; ".join(broken)
@@ -49,6 +51,8 @@ def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, ta
                 cheap = dict(result.metrics)
                 hook = {"on_epoch": lambda epoch, metrics: on_epoch(epoch, {**cheap, **metrics})}
             result.metrics.update(space.evaluate(task.arch, task.seed, context, **hook))
+            if context.latency is not None:
+                result.metrics.update(context.latency.derived_metrics(result.metrics))
             missing = [n for n in objective.names if not math.isfinite(result.metrics.get(n, math.nan))]
             if missing:
                 result.status, result.error = "failed", f"objective metric {missing[0]} missing or not finite"

@@ -18,6 +18,7 @@ from . import spaces  # noqa: F401 — registers the built-in spaces
 from .errors import ConfigError
 from .evaluation import TrialTask, trial_seed
 from .execution import EXECUTORS
+from .hardware import make_predictor
 from .journal import Journal, TrialResult, write_atomic
 from .objective import Objective
 from .space import SPACES, EvalContext, SearchSpace
@@ -57,6 +58,7 @@ class Search:
                                    device=config["execution"]["device"],
                                    time_limit_s=config["search"]["trial_timeout_s"])
         self.space.prepare(self.context)
+        self.context.latency = make_predictor(config["latency"], self.space, config["data"])
         self.executor_cls = EXECUTORS.get(config["execution"]["executor"])
         self.progress = progress
         self.journal = Journal(self.run_dir / "trials.jsonl")

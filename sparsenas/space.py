@@ -189,6 +189,7 @@ class EvalContext:
     data: dict[str, Any]
     device: str = "cpu"
     time_limit_s: float | None = None
+    latency: Any = None  # sparsenas.hardware.objective.LatencyObjective: adds latency_ms to the cheap metrics
 
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")

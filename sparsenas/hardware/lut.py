@@ -1,0 +1,270 @@
+"""`lut`: an nn-Meter-style lookup table of kernel latencies, profiled on this machine for one space and target.
+
+Profiling (`profile`, CLI `sparsenas latency profile`): sample `archs` architectures of the space, convert each
+to what runs on the target (see `base.runnable`), trace its kernels (`kernels.trace`) and time every kernel
+signature not yet in the table alone (median of repeats, after warm-up, at `target.threads` threads). So the
+table covers the configurations the space produces: op type, C_in, C_out, kernel, stride, H·W, batch, and the
+sparsity as it really runs (a CSR matmul is keyed by its nnz; a channel-pruned layer is a smaller conv).
+
+Prediction: trace the arch's runnable module (no timing) and sum its kernels, each looked up by signature or,
+if never measured, predicted by a per-op random forest on log features (FEATURES: elements in/out, MACs,
+nnz, kernel, stride, groups; nn-Meter uses one random forest per kernel type). In `exported` mode each
+unstructured sparse linear layer is priced both as CSR and as dense and the cheaper one is taken — what export
+does by timing ("CSR where it beats dense"); conv layers stay dense (CSR conv is slower on CPU), channel masks
+are smaller dense layers, N:M dense unless traced on a capable GPU.
+
+Calibration (our addition to nn-Meter, for Python-dispatched tiny networks): isolated kernels miss the
+per-module-call Python time and cache effects of the whole forward pass, so `profile` also measures
+`calibration` whole networks (MeasuredLatency) and fits, by non-negative least squares,
+  latency = a · Σ kernels + b · module calls + c.
+`calibration: 0` keeps the pure sum (a = 1, b = c = 0). The table is a JSON file in the cache directory
+(`default_cache_dir()`), named after a hash of everything it depends on (space options, input shape, target,
+torch version, CPU/GPU model); the regressors are refitted from it on load (deterministic, no pickles).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..space import Arch, SearchSpace
+from .base import (LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor, runnable,
+                   threads)
+from .kernels import FEATURES, KernelCall, log_features, replay_ms, trace
+
+TABLE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """$SPARSENAS_CACHE_DIR, else $XDG_CACHE_HOME/sparsenas, else ~/.cache/sparsenas."""
+    if os.environ.get("SPARSENAS_CACHE_DIR"):
+        return Path(os.environ["SPARSENAS_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "sparsenas"
+
+
+def machine(device: str) -> str:
+    """The hardware a table was measured on: CPU model (and GPU name for cuda)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device == "cuda" and torch.cuda.is_available():
+        cpu += " / " + torch.cuda.get_device_name()
+    return cpu
+
+
+def table_meta(space: SearchSpace, target: Target, io: ModelIO) -> dict:
+    return {"format": TABLE_FORMAT, "space": space.name, "space_options": space.options, "target": target.as_dict(),
+            "input_shape": list(io.input_shape), "num_classes": io.num_classes, "torch": torch.__version__,
+            "machine": machine(target.device)}
+
+
+def table_path(space: SearchSpace, target: Target, io: ModelIO, cache_dir: str | Path | None = None) -> Path:
+    """Where the table of (space, target, io) on this machine lives in the cache directory. The space's options
+    are not part of the name (most, e.g. TAS's distillation, do not change the networks): profile again after
+    changing one that does (C, layers, ...) — kernels the table lacks fall back to the regressors meanwhile."""
+    meta = {k: v for k, v in table_meta(space, target, io).items() if k != "space_options"}
+    key = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
+    return Path(cache_dir or default_cache_dir()).expanduser() / "latency" / f"lut-{space.name}-{key.hexdigest()[:12]}.json"
+
+
+@dataclass
+class Breakdown:
+    """An arch's kernels with their predicted ms, its module calls, and the export choices made."""
+
+    kernels: list[tuple[KernelCall, float]]
+    module_calls: int
+    plan: dict[str, str]
+    calibration: tuple[float, float, float]
+
+    @property
+    def kernel_sum(self) -> float:
+        return sum(ms for _, ms in self.kernels)
+
+    @property
+    def total(self) -> float:
+        a, b, c = self.calibration
+        return a * self.kernel_sum + b * self.module_calls + c
+
+
+class LatencyTable:
+    """Measured kernels {signature: {op, features, ms}} of one (space, target, io), their regressors and the
+    calibration (a, b, c)."""
+
+    def __init__(self, meta: dict, kernels: dict[str, dict], calibration=(1.0, 0.0, 0.0)):
+        self.meta, self.kernels = meta, kernels
+        self.calibration = tuple(float(v) for v in calibration)
+        self._models: dict[str, object] | None = None
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        from ..journal import write_atomic
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"meta": self.meta, "calibration": list(self.calibration),
+                                       "kernels": self.kernels}, indent=0, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> "LatencyTable":
+        try:
+            data = json.loads(Path(path).read_text())
+            if data["meta"]["format"] != TABLE_FORMAT:
+                raise ConfigError(f"latency table {path} has format {data['meta']['format']}, "
+                                  f"this sparsenas reads {TABLE_FORMAT}; profile again")
+            return cls(data["meta"], data["kernels"], data["calibration"])
+        except OSError as e:
+            raise ConfigError(f"cannot read latency table {path}: {e.strerror}") from None
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{path} is not a sparsenas latency table") from None
+
+    # -- prediction of one kernel ---------------------------------------------------------------------
+    def _fit(self) -> dict[str, object]:
+        from sklearn.ensemble import RandomForestRegressor
+
+        by_op: dict[str, list[dict]] = {}
+        for row in self.kernels.values():
+            by_op.setdefault(row["op"], []).append(row)
+        models = {}
+        for op, rows in [*by_op.items(), ("*", list(self.kernels.values()))]:
+            x = np.array([log_features(r["features"]) for r in rows])
+            y = np.log(np.array([max(r["ms"], 1e-6) for r in rows]))
+            if len(rows) == 1:
+                models[op] = float(np.exp(y[0]))
+                continue
+            models[op] = RandomForestRegressor(n_estimators=50, random_state=0).fit(x, y)
+        return models
+
+    def kernel_ms(self, calls: list[KernelCall]) -> list[float]:
+        """Per call: the measured ms of its signature, else the regression of its op (else of all ops)."""
+        out = [self.kernels[c.signature]["ms"] if c.signature in self.kernels else None for c in calls]
+        missing: dict[str, list[int]] = {}
+        for i, (c, ms) in enumerate(zip(calls, out)):
+            if ms is None:
+                missing.setdefault(c.op, []).append(i)
+        if missing and self._models is None:
+            if not self.kernels:
+                raise ConfigError("latency table is empty; profile again")
+            self._models = self._fit()
+        for op, idx in missing.items():
+            model = self._models.get(op, self._models["*"])
+            if isinstance(model, float):
+                values = [model] * len(idx)
+            else:
+                values = np.exp(model.predict(np.array([log_features(calls[i].features) for i in idx])))
+            for i, v in zip(idx, values):
+                out[i] = float(v)
+        return out
+
+    def __getstate__(self):  # regressors are refitted after unpickling (Ray workers)
+        return {**self.__dict__, "_models": None}
+
+
+@register_predictor("lut")
+class LutLatency(LatencyPredictor):
+    """Σ kernel latencies from a profiled `LatencyTable` (see the module docstring)."""
+
+    version = "1"
+
+    def __init__(self, space: SearchSpace, target: Target, io: ModelIO, table: LatencyTable):
+        super().__init__(space, target, io)
+        self.table = table
+
+    @classmethod
+    def from_config(cls, cfg, space, io):
+        target = Target.from_config(cfg)
+        path = Path(cfg["file"]).expanduser() if cfg["file"] else table_path(space, target, io, cfg["cache_dir"])
+        if not path.is_file():
+            where = f"--cache-dir {cfg['cache_dir']} " if cfg["cache_dir"] else ""
+            raise ConfigError(f"no latency table {path} for space {space.name!r} on {target.device} (batch "
+                              f"{target.batch_size}, {target.threads} threads, {target.mode}); make it with "
+                              f"'sparsenas latency profile --space {space.name} {where}...' with the same options")
+        table = LatencyTable.load(path)
+        if table.meta.get("space") != space.name:
+            raise ConfigError(f"latency table {path} is for space {table.meta.get('space')!r}, not {space.name!r}")
+        return cls(space, target, io, table)
+
+    def breakdown(self, arch: Arch) -> Breakdown:
+        calls, ms, module_calls, plan = traced_kernels(self.space, arch, self.target, self.io, self.table.kernel_ms)
+        return Breakdown(list(zip(calls, ms)), module_calls, plan, self.table.calibration)
+
+    def predict(self, arch: Arch) -> float:
+        return self.breakdown(arch).total
+
+
+def _traces(space, arch, target: Target, io: ModelIO, keep: bool):
+    """Traces of the arch's runnable module (on the CPU unless the target is a present GPU): in `exported`
+    mode one with every unstructured sparse linear dense and one with them CSR, and the names of those layers."""
+    device = target.device if target.device == "cpu" or torch.cuda.is_available() else "cpu"
+    with threads(target.threads):
+        model = build_model(space, arch, io).to(device)
+        x = example_input(io, Target(**{**target.as_dict(), "device": device}))
+        if target.mode == "masked":
+            return trace(runnable(model, target)[0], x, keep=keep), None, ()
+        dense, _ = runnable(model, target, csr="never")
+        sparse, plan = runnable(model, target, csr="always")
+        layers = tuple(n for n, e in plan.items() if e["action"] == "csr")
+        return trace(dense, x, layers, keep), trace(sparse, x, layers, keep) if layers else None, layers
+
+
+def traced_kernels(space, arch, target: Target, io: ModelIO, price):
+    """(kernels of what runs, their ms, number of module calls, {sparse linear layer: csr|dense}): `price(calls)`
+    gives the ms of each call; each unstructured sparse linear layer is priced both ways and runs the cheaper."""
+    t_dense, t_sparse, layers = _traces(space, arch, target, io, keep=False)
+    both = t_dense.calls + (t_sparse.calls if t_sparse is not None else [])
+    priced = list(zip(both, price(both)))
+    dense, sparse = priced[:len(t_dense.calls)], priced[len(t_dense.calls):]
+    choice = {}
+    for name in layers:
+        cost = [sum(ms for c, ms in t if c.layer == name) for t in (dense, sparse)]
+        choice[name] = "csr" if cost[1] < cost[0] else "dense"
+    kept = [p for p in dense if p[0].layer is None or choice[p[0].layer] == "dense"]
+    kept += [p for p in sparse if p[0].layer is not None and choice[p[0].layer] == "csr"]
+    return [c for c, _ in kept], [ms for _, ms in kept], t_dense.module_calls, choice
+
+
+def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, calibration: int = 24,
+            seed: int = 0, warmup: int = 3, repeats: int = 15, log=print) -> LatencyTable:
+    """Measure the kernels of `archs` sampled architectures (and calibrate on `calibration` more, timed whole)."""
+    from scipy.optimize import nnls
+
+    from .measured import MeasuredLatency
+
+    target.require_device()
+    rng = np.random.default_rng(seed)
+    table = LatencyTable(table_meta(space, target, io), {})
+    with threads(target.threads):
+        for i in range(archs):
+            arch = space.sample(rng)
+            t_dense, t_sparse, _ = _traces(space, arch, target, io, keep=True)
+            for call in t_dense.calls + (t_sparse.calls if t_sparse is not None else []):
+                if call.signature not in table.kernels:
+                    table.kernels[call.signature] = {"op": call.op, "features": list(call.features),
+                                                     "ms": replay_ms(call, target.device, warmup, repeats)}
+            log(f"profiled arch {i + 1}/{archs}: {len(table.kernels)} kernels in the table")
+    if calibration:
+        measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
+        lut = LutLatency(space, target, io, table)
+        rows, y = [], []
+        for j in range(calibration):
+            arch = space.sample(rng)
+            b = lut.breakdown(arch)
+            rows.append([b.kernel_sum, b.module_calls, 1.0])
+            y.append(measured.predict(arch))
+        coef, _ = nnls(np.array(rows), np.array(y))
+        table.calibration = tuple(float(v) for v in coef)
+        log(f"calibrated on {calibration} measured archs: latency = {coef[0]:.3f}·Σkernels + "
+            f"{coef[1] * 1e3:.2f} µs·module calls + {coef[2]:.3f} ms")
+    return table
