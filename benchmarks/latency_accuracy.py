@@ -1,0 +1,160 @@
+"""Latency predictors vs measurement on this machine.
+
+Part 1 (lut): for each of dass, tas and sparse_ift (preset options, digits 1×8×8 input, CPU, batch 1, 1 thread,
+exported mode) profile a lookup table (`--profile-archs` sampled archs, `--calibration` more timed whole), then
+predict `--holdout` other archs and compare with `MeasuredLatency` (median of 20 after 5 warm-ups): share of
+predictions within ±10% and Spearman, for the calibrated prediction and for the pure sum of kernels. Each held-out
+arch is measured twice (two passes) — the share of re-measurements within ±10% of the first is the noise floor.
+
+Part 2 (learned): time `--nb201-archs` NB201 cell networks (C, N, input size below; or `--synthetic`: latencies
+from per-op costs) and fit the learned predictor on 10, 50, 100, 200, 1000 of them; Spearman on 200 held out.
+
+    python benchmarks/latency_accuracy.py            # ~10 min on an idle 2-core CPU
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sparsenas import spaces  # noqa: E402,F401
+from sparsenas.hardware import ModelIO, Target  # noqa: E402
+from sparsenas.hardware.base import build_model, example_input, threads, time_ms  # noqa: E402
+from sparsenas.hardware.learned import LearnedLatency  # noqa: E402
+from sparsenas.hardware.lut import LutLatency, profile  # noqa: E402
+from sparsenas.hardware.measured import MeasuredLatency  # noqa: E402
+from sparsenas.space import SPACES  # noqa: E402
+from sparsenas.spaces.nb201 import NB201Space, arch_str  # noqa: E402
+
+SPACE_NAMES = ("dass", "tas", "sparse_ift")
+SIZES = (10, 50, 100, 200, 1000)
+
+
+def within(pred, true, tol=0.10) -> float:
+    pred, true = np.asarray(pred), np.asarray(true)
+    return float(np.mean(np.abs(pred - true) <= tol * true))
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def lut_part(args, result: dict) -> None:
+    io, target = ModelIO((1, 8, 8), 10), Target(threads=1)
+    print(f"\n== lut vs measured ({args.holdout} held-out archs per space, cpu, batch 1, 1 thread, exported) ==")
+    print(f"{'space':<11} {'kernels':>7} {'within10':>8} {'spearman':>8} {'raw_w10':>8} {'raw_rho':>8} "
+          f"{'noise_w10':>9} {'med_ms':>7} {'profile_s':>9} {'pred_s':>7}")
+    for name in args.spaces:
+        space = SPACES.get(name)()
+        start = time.perf_counter()
+        table = profile(space, target, io, archs=args.profile_archs, calibration=args.calibration, seed=0,
+                        log=lambda m: None)
+        profile_s = time.perf_counter() - start
+        lut = LutLatency(space, target, io, table)
+        measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
+        rng = np.random.default_rng(12345)
+        archs = [space.sample(rng) for _ in range(args.holdout)]
+        start = time.perf_counter()
+        breakdowns = [lut.breakdown(a) for a in archs]
+        pred_s = (time.perf_counter() - start) / len(archs)
+        first = [measured.predict(a) for a in archs]
+        second = [measured.predict(a) for a in archs]
+        pred = [b.total for b in breakdowns]
+        raw = [b.kernel_sum for b in breakdowns]
+        row = {"within10": within(pred, first), "spearman": spearmanr(pred, first)[0],
+               "raw_within10": within(raw, first), "raw_spearman": spearmanr(raw, first)[0],
+               "noise_within10": within(second, first)}
+        print(f"{name:<11} {len(table.kernels):>7} {row['within10']:>8.3f} {row['spearman']:>8.3f} "
+              f"{row['raw_within10']:>8.3f} {row['raw_spearman']:>8.3f} {row['noise_within10']:>9.3f} "
+              f"{np.median(first):>7.3f} {profile_s:>9.1f} {pred_s:>7.3f}", flush=True)
+        a, b, c = table.calibration
+        print(f"{'':<11} calibration: {a:.3f}·Σkernels + {b * 1e3:.2f} µs·calls + {c:.3f} ms; {load()}")
+        for key, value in row.items():
+            result[f"{key}_{name}"] = value
+
+
+def nb201_latencies(args) -> tuple[list, list[float]]:
+    space = NB201Space(mode="train", C=args.nb201_C, N=args.nb201_N)
+    io = ModelIO((3, args.nb201_size, args.nb201_size), 10)
+    rng = np.random.default_rng(7)
+    seen, archs = set(), []
+    while len(archs) < args.nb201_archs:
+        a = space.sample(rng)
+        if a.arch_id not in seen:
+            seen.add(a.arch_id)
+            archs.append(a)
+    if args.synthetic:
+        cost = {"none": 0.0, "skip_connect": 0.01, "nor_conv_1x1": 0.08, "nor_conv_3x3": 0.3, "avg_pool_3x3": 0.05}
+        noise = np.random.default_rng(0).normal(1, 0.03, len(archs))
+        return archs, [float((0.5 + sum(cost[v] for v in a.values())) * n) for a, n in zip(archs, noise)]
+    x = example_input(io, Target())
+    lat = []
+    with threads(1):
+        for a in archs:
+            model = build_model(space, a, io)
+            lat.append(time_ms(lambda: model(x), warmup=3, repeats=10))
+    return archs, lat
+
+
+def learned_part(args, result: dict) -> None:
+    kind = "synthetic (per-op costs, 3% noise)" if args.synthetic else \
+        f"timed on this CPU: C={args.nb201_C}, N={args.nb201_N}, 3×{args.nb201_size}×{args.nb201_size}, batch 1, 1 thread"
+    print(f"\n== learned predictor on NB201 cell networks ({kind}) ==")
+    start = time.perf_counter()
+    archs, lat = nb201_latencies(args)
+    print(f"{len(archs)} latencies in {time.perf_counter() - start:.0f} s (median {np.median(lat):.3f} ms, "
+          f"min {min(lat):.3f}, max {max(lat):.3f}); {load()}")
+    out = Path(args.table_out or tempfile.mkdtemp()) / "nb201_latency.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch_str", "latency_ms"])
+        w.writerows([arch_str(a), f"{v:.5f}"] for a, v in zip(archs, lat))
+    print(f"table: {out} (fit it with: sparsenas latency fit --space nb201 --table {out} --arch-column arch_str "
+          f"--latency-column latency_ms --out P.json)")
+    test_a, test_y = archs[-200:], lat[-200:]
+    space = NB201Space()
+    print(f"{'samples':>7} {'model':>7} {'spearman':>8} {'within10':>8}")
+    for n in SIZES:
+        if n > len(archs) - 200:
+            continue
+        p = LearnedLatency(space, archs[:n], lat[:n])
+        pred = p.predict_many(test_a)
+        rho = spearmanr(pred, test_y)[0]
+        print(f"{n:>7} {p.model:>7} {rho:>8.3f} {within(pred, test_y):>8.3f}", flush=True)
+        result[f"spearman_learned_{n}"] = rho
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spaces", nargs="*", default=list(SPACE_NAMES))
+    ap.add_argument("--holdout", type=int, default=200)
+    ap.add_argument("--profile-archs", type=int, default=64)
+    ap.add_argument("--calibration", type=int, default=24)
+    ap.add_argument("--nb201-archs", type=int, default=1200)
+    ap.add_argument("--nb201-C", type=int, default=8)
+    ap.add_argument("--nb201-N", type=int, default=2)
+    ap.add_argument("--nb201-size", type=int, default=16)
+    ap.add_argument("--synthetic", action="store_true", help="NB201 latencies from op costs instead of timing")
+    ap.add_argument("--table-out", help="directory for nb201_latency.csv (default: a temporary one)")
+    ap.add_argument("--skip-learned", action="store_true")
+    args = ap.parse_args()
+    print(load())
+    result: dict[str, float] = {}
+    lut_part(args, result)
+    if not args.skip_learned:
+        learned_part(args, result)
+    print("\nRESULT " + " ".join(f"{k}={v:.3f}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
