@@ -51,6 +51,7 @@ def connect(execution: dict) -> bool:
     quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
     address = execution.get("address")
     if address:
+        _check_reachable(address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -60,6 +61,18 @@ def connect(execution: dict) -> bool:
     node_ip = {"_node_ip_address": LOCAL_NODE_IP} if LOCAL_NODE_IP else {}
     ray.init(num_cpus=max(os.cpu_count() or 1, need), include_dashboard=False, **node_ip, **quiet)
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """ConfigError when nothing listens at HOST:PORT (ray.init would retry for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "ray://..." and the like: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise ConfigError(f"no Ray cluster at {address} ({e.strerror or e}); start one with 'ray start --head'") \
+            from None
 
 
 def check_resources(execution: dict) -> None:

@@ -36,6 +36,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
+from ..errors import ConfigError
 from ..evaluation import TrialTask, run_trial, trial_seed
 from ..journal import TrialResult
 from ..space import Arch, SearchSpace
@@ -71,6 +72,11 @@ class StrategySearcher(Searcher):
         objective = strategy.objective
         return cls(strategy.space, propose, lambda task, result: strategy.tell(result), objective.names[0],
                    "max" if objective.signs[0] > 0 else "min")
+
+    @property
+    def live(self) -> int:
+        """Trials suggested and not yet complete."""
+        return len(self._live)
 
     def __getstate__(self) -> dict:  # Tune pickles its searcher for restore; the live links stay behind
         return {**self.__dict__, "_propose": None, "_finish": None, "_live": {}}
@@ -153,10 +159,14 @@ class TuneExecutor(Executor):
         self._error: BaseException | None = None
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment banner on stdout
         self._owns_ray = connect(execution)
-        check_resources(execution)
+        try:
+            check_resources(execution)
+        except ConfigError:
+            self.close()
+            raise
         metric, mode = objective.names[0], "max" if objective.signs[0] > 0 else "min"
-        searcher = StrategySearcher(space, self._next_task, lambda task, result: self._results.put(result),
-                                    metric, mode)
+        searcher = self._searcher = StrategySearcher(space, self._next_task, lambda t, r: self._results.put(r),
+                                                     metric, mode)
         trainable = tune.with_resources(
             tune.with_parameters(tune_trial, spec=TrialSpec.of(space, objective, context), token=uuid.uuid4().hex),
             {"cpu": execution["cpus_per_trial"], "gpu": execution["gpus_per_trial"]})
@@ -201,6 +211,7 @@ class TuneExecutor(Executor):
 
     def close(self) -> None:
         self._closing.set()
+        self._tasks.put(None)  # wakes a waiting suggest
         if hasattr(self, "_thread"):
             self._thread.join(timeout=60)
             shutil.rmtree(self._storage, ignore_errors=True)
@@ -211,12 +222,15 @@ class TuneExecutor(Executor):
             self._owns_ray = False
 
     def _next_task(self):
+        """Tune asks for a trial. With none of ours running, Tune would sleep 1 s before asking again, so
+        wait up to that long for the search loop's next submit (its tell → ask takes milliseconds)."""
         if self._closing.is_set():
             return Searcher.FINISHED
         try:
-            return self._tasks.get_nowait()
+            task = self._tasks.get(block=not self._searcher.live, timeout=1.0)
         except queue.Empty:
             return None
+        return Searcher.FINISHED if task is None else task
 
     def _fit(self) -> None:
         try:
