@@ -24,6 +24,21 @@ def test_erk_by_hand():
     assert layer_densities(SHAPES, 0.5, "erk") == pytest.approx([0.45, 0.75, 13 / 36])
 
 
+@pytest.mark.parametrize("method,keeps,counts", [
+    ("erk", [0.45, 0.75, 13 / 36], [90, 75, 39]),
+    ("er", [0.15 * 96 / 55, 0.25 * 96 / 55, 1.0], [52, 44, 108]),
+    ("uniform", [0.5, 0.5, 0.5], [100, 50, 54]),
+])
+def test_allocate_on_a_small_net_by_hand(method, keeps, counts):
+    torch.manual_seed(0)
+    model = nn.Sequential(SparseLinear(10, 20, mask_mode="magnitude"), SparseLinear(20, 5, mask_mode="random"),
+                          SparseConv2d(3, 4, 3, mask_mode="magnitude"))
+    allocate(model, 0.5, method)
+    assert [m.keep for m in model] == pytest.approx(keeps)
+    assert [int(m.mask().sum()) for m in model] == counts
+    assert abs(sum(counts) - 204) <= 3
+
+
 def test_uniform_and_exact_overall_density():
     assert layer_densities(SHAPES, 0.3, "uniform") == pytest.approx([0.3] * 3)
     sizes = [200, 100, 108]
