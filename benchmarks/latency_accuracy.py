@@ -107,7 +107,8 @@ def nb201_latencies(args) -> tuple[list, list[float]]:
 
 def learned_part(args, result: dict) -> None:
     kind = "synthetic (per-op costs, 3% noise)" if args.synthetic else \
-        f"timed on this CPU: C={args.nb201_C}, N={args.nb201_N}, 3×{args.nb201_size}×{args.nb201_size}, batch 1, 1 thread"
+        f"timed on this CPU: C={args.nb201_C}, N={args.nb201_N}, 3×{args.nb201_size}×{args.nb201_size}, " \
+        "batch 1, 1 thread"
     print(f"\n== learned predictor on NB201 cell networks ({kind}) ==")
     start = time.perf_counter()
     archs, lat = nb201_latencies(args)

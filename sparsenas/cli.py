@@ -77,7 +77,7 @@ def _add_export(sub) -> None:
 
 def _add_latency(sub) -> None:
     p = sub.add_parser("latency", help="latency predictors: profile a lookup table, fit or apply a learned one",
-                       description="Hardware latency predictors (use them in a search with --set latency.predictor=...).")
+                       description="Hardware latency predictors (in a search: --set latency.predictor=...).")
     cmds = p.add_subparsers(dest="latency_command", required=True, parser_class=_Parser)
     prof = cmds.add_parser("profile", help="measure the kernels of a space on this machine (lookup table)",
                            description="Time every kernel the space's networks run (op, shapes, sparsity as it "

@@ -14,6 +14,7 @@ from sparsenas.config import resolve
 from sparsenas.errors import ConfigError
 from sparsenas.export import CSRLinear
 from sparsenas.hardware import ModelIO, Target, make_predictor
+from sparsenas.hardware.base import build_model
 from sparsenas.hardware.kernels import trace
 from sparsenas.hardware.learned import LearnedLatency, parse_arch
 from sparsenas.hardware.lut import LatencyTable, LutLatency, profile, table_path, traced_kernels
@@ -29,6 +30,14 @@ TAS = {"C": 4, "depth": 8}  # a tiny TAS (one block per stage)
 
 def quiet(*_):
     pass
+
+
+def zeros(calls):
+    return [0.0] * len(calls)
+
+
+def model(space, arch):
+    return build_model(space, arch, IO)
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +101,13 @@ def test_lut_prediction_is_the_calibrated_sum_of_its_kernels(tas_table):
 def test_lut_looks_up_profiled_kernels_and_regresses_the_others(tas_table):
     space, table, _, _ = tas_table
     arch = space.sample(np.random.default_rng(0))  # the first arch profile() sampled (seed 0)
-    calls, ms, _, _ = traced_kernels(space, arch, Target(), IO, table.kernel_ms)
+    calls, ms, _, _ = traced_kernels(model(space, arch), IO.input_shape, Target(), table.kernel_ms)
     assert all(c.signature in table.kernels for c in calls)
     assert ms == [table.kernels[c.signature]["ms"] for c in calls]
     # a network the table never saw (another width): its convs are predicted by the per-op regressor
     wide = TasSpace(C=6, depth=8)
     other = wide.sample(np.random.default_rng(1))
-    calls, ms, _, _ = traced_kernels(wide, other, Target(), IO, table.kernel_ms)
+    calls, ms, _, _ = traced_kernels(model(wide, other), IO.input_shape, Target(), table.kernel_ms)
     unseen = [m for c, m in zip(calls, ms) if c.signature not in table.kernels and c.op == "conv2d"]
     assert unseen and all(m > 0 and math.isfinite(m) for m in unseen)
 
@@ -124,13 +133,30 @@ def test_exported_pricing_takes_csr_only_where_it_is_cheaper():
     space = DassSpace(C=4, layers=2, ops=["sep_conv_3x3", "skip_connect"])
     arch = space.sample(np.random.default_rng(0))
     linear_only = lambda calls: [1.0 if c.op == "linear" else 0.0 for c in calls]  # noqa: E731
-    calls, _, _, plan = traced_kernels(space, arch, Target(), IO, linear_only)
+    calls, _, _, plan = traced_kernels(model(space, arch), IO.input_shape, Target(), linear_only)
     assert plan == {"classifier": "csr"}
     assert any(c.op == "matmul" and c.features[3] > 0 for c in calls) and not any(c.op == "linear" for c in calls)
-    calls, _, _, plan = traced_kernels(space, arch, Target(), IO, lambda cs: [1.0] * len(cs))  # CSR has more calls
+    ones = lambda cs: [1.0] * len(cs)  # noqa: E731 — the CSR layer has more calls than the dense one
+    calls, _, _, plan = traced_kernels(model(space, arch), IO.input_shape, Target(), ones)
     assert plan == {"classifier": "dense"} and sum(c.op == "linear" for c in calls) == 1
-    masked, _, _, plan = traced_kernels(space, arch, Target(mode="masked"), IO, lambda cs: [0.0] * len(cs))
+    masked, _, _, plan = traced_kernels(model(space, arch), IO.input_shape, Target(mode="masked"), zeros)
     assert plan == {} and not any(c.features[3] for c in masked)  # masked dense = dense: no sparse kernel
+
+
+def test_module_ms_prices_parts_that_add_up(tas_table):
+    """The API a differentiable search can use for an expected-latency term: any module priced by the table."""
+    space, table, _, _ = tas_table
+    table.calibration = (1.5, 0.002, 0.4)
+    try:
+        lut = LutLatency(space, Target(), IO, table)
+        net = model(space, space.sample(np.random.default_rng(0)))
+        part = net.blocks[0]
+        b = lut.module_breakdown(part, (net.stem[0].out_channels, 8, 8), whole=False)
+        assert lut.module_ms(part, (net.stem[0].out_channels, 8, 8)) == pytest.approx(
+            1.5 * b.kernel_sum + 0.002 * b.module_calls)
+        assert 0 < b.total < lut.module_breakdown(net, IO.input_shape).total
+    finally:
+        table.calibration = (1.0, 0.0, 0.0)
 
 
 def test_channel_pruning_is_priced_as_the_smaller_dense_layer():
@@ -138,7 +164,7 @@ def test_channel_pruning_is_priced_as_the_smaller_dense_layer():
     arch = space.sample(np.random.default_rng(0))
     macs = {}
     for mode in ("masked", "exported"):
-        calls, _, _, _ = traced_kernels(space, arch, Target(mode=mode), IO, lambda cs: [0.0] * len(cs))
+        calls, _, _, _ = traced_kernels(model(space, arch), IO.input_shape, Target(mode=mode), zeros)
         macs[mode] = sum(c.features[2] for c in calls if c.op == "conv2d")
     assert 0 < macs["exported"] < 0.75 * macs["masked"]
 
@@ -152,13 +178,18 @@ def test_measured_times_the_exported_module():
     assert plan["classifier"]["action"] in ("csr", "dense") and "note" in plan["classifier"]  # timed decision
     assert not any(isinstance(x, SparseMixin) for x in module.modules())
     assert isinstance(module.classifier, CSRLinear) == (plan["classifier"]["action"] == "csr")
+    before = torch.get_num_threads()
     ms = m.predict(arch)
     assert ms > 0 and math.isfinite(ms)
-    assert torch.get_num_threads() >= 1
+    assert torch.get_num_threads() == before  # timed at target.threads, then restored
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_measuring_on_cuda_without_a_gpu_is_a_config_error():
     with pytest.raises(ConfigError, match="CUDA is not available"):
-        if torch.cuda.is_available():
-            raise ConfigError("CUDA is not available (skipped on GPU machines)")
-        MeasuredLatency(space, Target(device="cuda"), IO)
+        MeasuredLatency(DassSpace(), Target(device="cuda"), IO)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        profile(TasSpace(**TAS), Target(device="cuda"), IO, archs=1, calibration=0, log=quiet)
 
 
 def test_trace_tags_kernels_of_named_layers():

@@ -15,7 +15,7 @@ are smaller dense layers, N:M dense unless traced on a capable GPU.
 
 Calibration (our addition to nn-Meter, for Python-dispatched tiny networks): isolated kernels miss the
 per-module-call Python time and cache effects of the whole forward pass, so `profile` also measures
-`calibration` whole networks (MeasuredLatency) and fits, by non-negative least squares,
+`calibration` whole networks (MeasuredLatency) and fits, by non-negative least squares on relative errors,
   latency = a · Σ kernels + b · module calls + c.
 `calibration: 0` keeps the pure sum (a = 1, b = c = 0). The table is a JSON file in the cache directory
 (`default_cache_dir()`), named after a hash of everything it depends on (space options, input shape, target,
@@ -32,12 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import ConfigError
 from ..space import Arch, SearchSpace
 from .base import (LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor, runnable,
                    threads)
-from .kernels import FEATURES, KernelCall, log_features, replay_ms, trace
+from .kernels import KernelCall, log_features, replay_ms, trace
 
 TABLE_FORMAT = 1
 
@@ -77,7 +78,8 @@ def table_path(space: SearchSpace, target: Target, io: ModelIO, cache_dir: str |
     changing one that does (C, layers, ...) — kernels the table lacks fall back to the regressors meanwhile."""
     meta = {k: v for k, v in table_meta(space, target, io).items() if k != "space_options"}
     key = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
-    return Path(cache_dir or default_cache_dir()).expanduser() / "latency" / f"lut-{space.name}-{key.hexdigest()[:12]}.json"
+    name = f"lut-{space.name}-{key.hexdigest()[:12]}.json"
+    return Path(cache_dir or default_cache_dir()).expanduser() / "latency" / name
 
 
 @dataclass
@@ -197,20 +199,32 @@ class LutLatency(LatencyPredictor):
         return cls(space, target, io, table)
 
     def breakdown(self, arch: Arch) -> Breakdown:
-        calls, ms, module_calls, plan = traced_kernels(self.space, arch, self.target, self.io, self.table.kernel_ms)
-        return Breakdown(list(zip(calls, ms)), module_calls, plan, self.table.calibration)
+        return self.module_breakdown(build_model(self.space, arch, self.io), self.io.input_shape)
+
+    def module_breakdown(self, module: nn.Module, input_shape, whole: bool = True) -> Breakdown:
+        """The priced kernels of any masked module (a whole network, or one op of a supernet) on a batch of
+        `input_shape` samples. `whole=False` drops the calibration's constant (a per-network cost), so that the
+        parts of a network add up: e.g. a differentiable search's expected latency Σ softmax(α)·module_ms(op)."""
+        calls, ms, module_calls, plan = traced_kernels(module, input_shape, self.target, self.table.kernel_ms)
+        a, b, c = self.table.calibration
+        return Breakdown(list(zip(calls, ms)), module_calls, plan, (a, b, c if whole else 0.0))
+
+    def module_ms(self, module: nn.Module, input_shape) -> float:
+        """Predicted ms of a part of a network (see `module_breakdown`, whole=False)."""
+        return self.module_breakdown(module, input_shape, whole=False).total
 
     def predict(self, arch: Arch) -> float:
         return self.breakdown(arch).total
 
 
-def _traces(space, arch, target: Target, io: ModelIO, keep: bool):
-    """Traces of the arch's runnable module (on the CPU unless the target is a present GPU): in `exported`
-    mode one with every unstructured sparse linear dense and one with them CSR, and the names of those layers."""
+def _traces(model: nn.Module, input_shape, target: Target, keep: bool):
+    """Traces of the runnable form of the masked `model` on one batch of `input_shape` samples (traced on the
+    CPU unless the target is a present GPU): in `exported` mode one with every unstructured sparse linear layer
+    dense and one with them CSR, and the names of those layers."""
     device = target.device if target.device == "cpu" or torch.cuda.is_available() else "cpu"
     with threads(target.threads):
-        model = build_model(space, arch, io).to(device)
-        x = example_input(io, Target(**{**target.as_dict(), "device": device}))
+        model = model.to(device).eval()
+        x = example_input(ModelIO(tuple(input_shape), 0), Target(**{**target.as_dict(), "device": device}))
         if target.mode == "masked":
             return trace(runnable(model, target)[0], x, keep=keep), None, ()
         dense, _ = runnable(model, target, csr="never")
@@ -219,10 +233,11 @@ def _traces(space, arch, target: Target, io: ModelIO, keep: bool):
         return trace(dense, x, layers, keep), trace(sparse, x, layers, keep) if layers else None, layers
 
 
-def traced_kernels(space, arch, target: Target, io: ModelIO, price):
-    """(kernels of what runs, their ms, number of module calls, {sparse linear layer: csr|dense}): `price(calls)`
-    gives the ms of each call; each unstructured sparse linear layer is priced both ways and runs the cheaper."""
-    t_dense, t_sparse, layers = _traces(space, arch, target, io, keep=False)
+def traced_kernels(model: nn.Module, input_shape, target: Target, price):
+    """(kernels of what runs, their ms, number of module calls, {sparse linear layer: csr|dense}) of the masked
+    `model`: `price(calls)` gives the ms of each call; each unstructured sparse linear layer is priced both ways
+    and runs the cheaper one."""
+    t_dense, t_sparse, layers = _traces(model, input_shape, target, keep=False)
     both = t_dense.calls + (t_sparse.calls if t_sparse is not None else [])
     priced = list(zip(both, price(both)))
     dense, sparse = priced[:len(t_dense.calls)], priced[len(t_dense.calls):]
@@ -248,7 +263,7 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
     with threads(target.threads):
         for i in range(archs):
             arch = space.sample(rng)
-            t_dense, t_sparse, _ = _traces(space, arch, target, io, keep=True)
+            t_dense, t_sparse, _ = _traces(build_model(space, arch, io), io.input_shape, target, keep=True)
             for call in t_dense.calls + (t_sparse.calls if t_sparse is not None else []):
                 if call.signature not in table.kernels:
                     table.kernels[call.signature] = {"op": call.op, "features": list(call.features),
@@ -263,7 +278,8 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
             b = lut.breakdown(arch)
             rows.append([b.kernel_sum, b.module_calls, 1.0])
             y.append(measured.predict(arch))
-        coef, _ = nnls(np.array(rows), np.array(y))
+        y = np.array(y)  # fitted on relative errors (the ±10% criterion), each row divided by its latency
+        coef, _ = nnls(np.array(rows) / y[:, None], np.ones_like(y))
         table.calibration = tuple(float(v) for v in coef)
         log(f"calibrated on {calibration} measured archs: latency = {coef[0]:.3f}·Σkernels + "
             f"{coef[1] * 1e3:.2f} µs·module calls + {coef[2]:.3f} ms")
