@@ -333,3 +333,14 @@ def test_cli_profile_writes_the_table_into_the_cache_dir(tmp_path, capsys):
     assert len(files) == 1 and str(files[0]) in capsys.readouterr().out
     assert LatencyTable.load(files[0]).kernels
     assert cli("latency", "profile", "--space", "tas", "--set", "train.epochs=1") == 2
+
+
+def test_bfloat16_target_runs_dense_where_csr_has_no_kernel():
+    space = DassSpace(C=4, layers=2, ops=["skip_connect", "sep_conv_3x3"])
+    arch = space.sample(np.random.default_rng(0))
+    target = Target(dtype="bfloat16")
+    module, plan = MeasuredLatency(space, target, IO, warmup=0, repeats=1).module(arch)
+    assert plan["classifier"]["action"] == "dense" and next(module.parameters()).dtype == torch.bfloat16
+    table = profile(space, target, IO, archs=1, calibration=0, warmup=0, repeats=1, log=quiet)
+    assert all(":bfloat16" in k or "float32" not in k for k in table.kernels)
+    assert LutLatency(space, target, IO, table).breakdown(arch).plan == {}

@@ -107,6 +107,8 @@ def runnable(model: nn.Module, target: Target, csr: str = "auto", example: torch
     if target.mode == "masked":
         plan = {n: {"action": "dense"} for n, m in model.named_modules() if isinstance(m, SparseMixin)}
         return to_deployable(model, plan=plan)
+    if target.device == "cpu" and target.dtype != "float32":
+        csr = "never"  # torch's CSR matmul has no reduced-precision CPU kernel
     return to_deployable(model, example, csr=csr, device=target.device)
 
 

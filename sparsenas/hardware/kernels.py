@@ -46,6 +46,8 @@ def _nnz(t: torch.Tensor) -> int:
 def _sig(obj) -> str:
     if isinstance(obj, torch.Tensor):
         dtype = str(obj.dtype).removeprefix("torch.")
+        if type(obj) not in (torch.Tensor, nn.Parameter):  # e.g. a semi-structured sparse weight (N:M on GPU)
+            return f"{type(obj).__name__}{tuple(obj.shape)}:{dtype}"
         if obj.layout != torch.strided:
             return f"{str(obj.layout).removeprefix('torch.')}{tuple(obj.shape)}:{dtype}:nnz{_nnz(obj)}"
         return f"T{tuple(obj.shape)}:{dtype}" + ("" if obj.is_contiguous() else ":nc")

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..space import Arch, SearchSpace
-from .base import (LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor, runnable,
+from .base import (DTYPES, LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor, runnable,
                    threads)
 from .kernels import KernelCall, log_features, replay_ms, trace
 
@@ -225,12 +225,14 @@ def _traces(model: nn.Module, input_shape, target: Target, keep: bool):
     with threads(target.threads):
         model = model.to(device).eval()
         x = example_input(ModelIO(tuple(input_shape), 0), Target(**{**target.as_dict(), "device": device}))
+        dtype = DTYPES[target.dtype]
         if target.mode == "masked":
-            return trace(runnable(model, target)[0], x, keep=keep), None, ()
-        dense, _ = runnable(model, target, csr="never")
+            return trace(runnable(model, target)[0].to(dtype=dtype), x, keep=keep), None, ()
+        dense = runnable(model, target, csr="never")[0].to(dtype=dtype)
         sparse, plan = runnable(model, target, csr="always")
         layers = tuple(n for n, e in plan.items() if e["action"] == "csr")
-        return trace(dense, x, layers, keep), trace(sparse, x, layers, keep) if layers else None, layers
+        return (trace(dense, x, layers, keep), trace(sparse.to(dtype=dtype), x, layers, keep) if layers else None,
+                layers)
 
 
 def traced_kernels(model: nn.Module, input_shape, target: Target, price):
