@@ -33,6 +33,7 @@ from torch import nn
 from .errors import ConfigError
 from .ops.accounting import count_layers
 from .ops.sparse import SparseMixin
+from .registry import Registry
 
 CSR_CHOICES = ("auto", "always", "never")
 
@@ -152,49 +153,78 @@ def _fits_2_4(layer: SparseMixin, w: torch.Tensor) -> str | None:
     return None
 
 
-def _convert(layer: SparseMixin, action: str, x: torch.Tensor | None, csr: str, device: str) -> tuple[nn.Module, dict]:
+# how each mask pattern is deployed: DEPLOY_RULES[pattern](layer, w, x, csr, device) -> (action, note)
+DEPLOY_RULES: Registry = Registry("mask pattern")
+# how each action builds the replacement: ACTIONS[action](layer, w) -> module
+ACTIONS: Registry = Registry("export action")
+
+
+@DEPLOY_RULES.register("unstructured")
+def _unstructured_rule(layer, w, x, csr, device):
+    if not isinstance(layer, nn.Linear):
+        return "dense", "unstructured conv: CSR conv is slower than dense on CPU"
+    if csr == "always":
+        return "csr", ""
+    if csr == "never" or x is None:
+        return "dense", ""
+    sparse = CSRLinear(w, layer.bias)
+    dense_ms, csr_ms = median_ms([lambda: F.linear(x, w, layer.bias), lambda: sparse(x)])
+    return "csr" if csr_ms < dense_ms else "dense", f"dense {dense_ms:.3f} ms, csr {csr_ms:.3f} ms"
+
+
+@DEPLOY_RULES.register("channel")
+def _channel_rule(layer, w, x, csr, device):
+    if getattr(layer, "groups", 1) != 1:
+        return "dense", "grouped conv: channel slicing would break its groups"
+    return "channel", ""
+
+
+@DEPLOY_RULES.register("nm")
+def _nm_rule(layer, w, x, csr, device):
+    why = semi_structured_ok(device) or _fits_2_4(layer, w)
+    return ("dense", why) if why else ("nm", "to_sparse_semi_structured")
+
+
+ACTIONS.register("dense")(lambda layer, w: _plain(layer))
+ACTIONS.register("csr")(lambda layer, w: CSRLinear(w, layer.bias))
+
+
+@ACTIONS.register("channel")
+def _channel_slice(layer, w):
+    kept = layer.mask().detach().flatten(1).amax(1).nonzero().flatten()
+    bias = layer.bias.detach() if layer.bias is not None else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
+    return ChannelSlice(_plain(layer, kept), kept, bias)
+
+
+@ACTIONS.register("nm")
+def _semi_structured(layer, w):
+    from torch.sparse import to_sparse_semi_structured
+
+    plain = _plain(layer)
+    plain.weight = nn.Parameter(to_sparse_semi_structured(plain.weight.detach()), requires_grad=False)
+    return plain
+
+
+def _convert(layer: SparseMixin, action: str | None, x: torch.Tensor | None, csr: str,
+             device: str) -> tuple[nn.Module, dict]:
     """The deployable replacement of one layer and its plan entry. `action` None = decide now."""
     w = layer.effective_weight().detach()
     entry = {"mask": layer.mask_mode, "shape": list(w.shape), "sparsity": 1.0 - int(torch.count_nonzero(w)) / w.numel()}
-    pattern = layer.mask_kind.pattern
     if action is None:
         if layer.dense or entry["sparsity"] == 0:
-            action = "dense"
-        elif pattern == "channel" and getattr(layer, "groups", 1) == 1:
-            action = "channel"
-        elif pattern == "channel":
-            action, entry["note"] = "dense", "grouped conv: channel slicing would break its groups"
-        elif pattern == "nm":
-            why = semi_structured_ok(device) or _fits_2_4(layer, w)
-            action, entry["note"] = ("dense", why) if why else ("nm", "to_sparse_semi_structured")
-        elif not isinstance(layer, nn.Linear):
-            action, entry["note"] = "dense", "unstructured conv: CSR conv is slower than dense on CPU"
-        elif csr == "always":
-            action = "csr"
-        elif csr == "never" or x is None:
-            action = "dense"
+            action, note = "dense", ""
         else:
-            sparse = CSRLinear(w, layer.bias)
-            dense_ms, csr_ms = median_ms([lambda: F.linear(x, w, layer.bias), lambda: sparse(x)])
-            action = "csr" if csr_ms < dense_ms else "dense"
-            entry["note"] = f"dense {dense_ms:.3f} ms, csr {csr_ms:.3f} ms"
+            action, note = DEPLOY_RULES.get(layer.mask_kind.pattern)(layer, w, x, csr, device)
+        if note:
+            entry["note"] = note
     entry["action"] = action
-    if action == "csr":
-        return CSRLinear(w, layer.bias), entry
-    if action == "channel":
-        kept = layer.mask().detach().flatten(1).amax(1).nonzero().flatten()
-        bias = layer.bias.detach() if layer.bias is not None else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
-        return ChannelSlice(_plain(layer, kept), kept, bias), entry
-    if action == "nm":
-        from torch.sparse import to_sparse_semi_structured
-
-        plain = _plain(layer)
-        try:
-            plain.weight = nn.Parameter(to_sparse_semi_structured(plain.weight.detach()), requires_grad=False)
-        except (RuntimeError, ValueError, TypeError) as e:  # dtype / shape not supported by the kernels
-            entry["action"], entry["note"] = "dense", f"to_sparse_semi_structured failed ({e}); kept dense"
-        return plain, entry
-    return _plain(layer), entry
+    try:
+        return ACTIONS.get(action)(layer, w), entry
+    except (RuntimeError, ValueError, TypeError) as e:  # e.g. a dtype the semi-structured kernels lack
+        if action != "nm":
+            raise
+        entry["action"], entry["note"] = "dense", f"to_sparse_semi_structured failed ({e}); kept dense"
+        return _plain(layer), entry
 
 
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
