@@ -220,14 +220,20 @@ def test_over_budget_archs_are_infeasible_and_never_trained(tas_table, runs, mon
     assert cli("search", "--space", "tas", "--strategy", "random", "--budget", 8, "--name", "c", "--runs-dir", runs,
                "--quiet", "--set", "space.C=4", "--set", "space.depth=8", "--set", "latency.predictor=lut",
                "--set", f"latency.cache_dir={cache}", "--set", f"objective.constraints.latency_ms=[null,{budget}]",
-               "--set", "objective.minimize=[latency_ms]") == 0
+               "--set", "objective.minimize=[latency_ms]", "--set", "latency.reward_target_ms=0.5") == 0
     records = [json.loads(line) for line in (runs / "c" / "trials.jsonl").read_text().splitlines()]
     assert len(records) == 8
     for r in records:
         over = r["metrics"]["latency_ms"] > budget
         assert r["status"] == ("infeasible" if over else "ok")
         assert (r["arch_id"] in trained) == (not over)
+        if not over:  # the MnasNet reward, computed after training
+            assert r["metrics"]["latency_reward"] == pytest.approx(0.5 * (r["metrics"]["latency_ms"] / 0.5) ** -0.07)
     assert {r["status"] for r in records} == {"ok", "infeasible"}
+    import yaml  # the predictor's name and version travel with the run's latencies
+
+    saved = yaml.safe_load((runs / "c" / "config.yaml").read_text())["latency"]
+    assert (saved["predictor"], saved["version"]) == ("lut", LutLatency.version)
     assert "val_acc" not in next(r for r in records if r["status"] == "infeasible")["metrics"]
 
 
