@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparsenas import spaces  # noqa: E402,F401
 from sparsenas.hardware import ModelIO, Target  # noqa: E402
-from sparsenas.hardware.base import build_model, example_input, threads, time_ms  # noqa: E402
+from sparsenas.hardware.base import build_model, example_input, runnable, threads, time_ms  # noqa: E402
+from sparsenas.hardware.kernels import replay_ms  # noqa: E402
 from sparsenas.hardware.learned import LearnedLatency  # noqa: E402
 from sparsenas.hardware.lut import LutLatency, profile  # noqa: E402
 from sparsenas.hardware.measured import MeasuredLatency  # noqa: E402
@@ -80,6 +81,43 @@ def lut_part(args, result: dict) -> None:
         print(f"{'':<11} calibration: {a:.3f}·Σkernels + {b * 1e3:.2f} µs·calls + {c:.3f} ms; {load()}")
         for key, value in row.items():
             result[f"{key}_{name}"] = value
+
+
+def csr_part(result: dict) -> None:
+    """Does the LUT price a sparse linear layer as what runs? SparseLinear 1024×1024, batch 256, 1 thread:
+    its dense and CSR kernels timed alone (replay), the LUT's choice, and the layer timed after export."""
+    import torch
+
+    from sparsenas.hardware.lut import LatencyTable, _traces
+    from sparsenas.ops import SparseLinear
+
+    print("\n== sparse linear 1024×1024, batch 256: LUT choice vs export's timed choice ==")
+    print(f"{'sparsity':>8} {'lut_dense':>9} {'lut_csr':>8} {'lut_pick':>8} {'export_pick':>11} {'measured':>8} "
+          f"{'lut_ms':>7}")
+    target = Target(batch_size=256)
+    agree = []
+    for sparsity in (0.5, 0.8, 0.9, 0.95):
+        torch.manual_seed(0)
+        layer = SparseLinear(1024, 1024, keep=1 - sparsity, mask_mode="magnitude")
+        table = LatencyTable({"space": "-"}, {})
+        t_dense, t_sparse, _ = _traces(layer, (1024,), target, keep=True)
+        with threads(1):
+            for call in t_dense.calls + t_sparse.calls:
+                table.kernels.setdefault(call.signature, {"op": call.op, "features": list(call.features),
+                                                          "ms": replay_ms(call, "cpu", 3, 10)})
+        lut = LutLatency(None, target, ModelIO((1024,), 0), table)
+        b = lut.module_breakdown(layer, (1024,))
+        dense_ms = sum(table.kernels[c.signature]["ms"] for c in t_dense.calls)
+        csr_ms = sum(table.kernels[c.signature]["ms"] for c in t_sparse.calls)
+        x = example_input(ModelIO((1024,), 0), target)
+        with threads(1):
+            module, plan = runnable(layer, target, example=x)
+            measured = time_ms(lambda: module(x), warmup=3, repeats=10)
+        pick, export_pick = b.plan.get("", "dense"), plan[""]["action"]
+        agree.append(pick == export_pick)
+        print(f"{sparsity:>8.2f} {dense_ms:>9.3f} {csr_ms:>8.3f} {pick:>8} {export_pick:>11} {measured:>8.3f} "
+              f"{b.total:>7.3f}", flush=True)
+    result["csr_choice_agrees"] = float(np.mean(agree))
 
 
 def nb201_latencies(args) -> tuple[list, list[float]]:
@@ -152,6 +190,7 @@ def main() -> None:
     print(load())
     result: dict[str, float] = {}
     lut_part(args, result)
+    csr_part(result)
     if not args.skip_learned:
         learned_part(args, result)
     print("\nRESULT " + " ".join(f"{k}={v:.3f}" for k, v in result.items()))
