@@ -23,7 +23,7 @@ on backward trajectories drawn from P_B for a prioritised replay of `replay_size
 and queries the `batch_size` with the highest predicted log-reward (the paper's proxy sampling). Departures
 from the authors' defaults (chosen on small budgets; the same for every space): fewer initial samples and
 training steps and a smaller MLP (they use 64 samples, 2000 / 200 steps, 256 hidden units for a ~564-query
-run; here 20, 200 / 50 steps on batches of at most `train_batch` trajectories, 64 units), and no arch is
+run; here 30, 200 / 50 steps on batches of at most `train_batch` trajectories, 64 units), and no arch is
 queried twice — candidates already seen are dropped before the top-k.
 
 Deterministic given the seed (own torch.Generator and numpy Generator; network init under a forked global
@@ -141,18 +141,19 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
 
 @register_strategy("opgfn")
 class OPGFN(Strategy):
-    defaults = {"init_samples": 20, "batch_size": 10, "train_steps": 50, "train_steps_init": 200,
+    defaults = {"init_samples": 30, "batch_size": 10, "train_steps": 50, "train_steps_init": 200,
                 "reinit_every": 10, "replay_size": 20, "replay_per_terminal": 4, "replay_steps": 10,
                 "proxy_factor": 10, "kl_weight": 0.1, "lr": 1e-3, "log_z_lr": 0.1, "hidden": 64, "train_batch": 128,
-                "layers": 2, "mo_subset": 16, "max_values": 32, "max_retries": 20}
+                "layers": 2, "mo_subset": 16, "max_values": 32, "max_retries": 20, "epsilon": 0.0}
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
         for key, value in self.options.items():
-            low_ok = value >= 0 if key in ("kl_weight", "replay_steps") else value > 0
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low_ok:
-                raise ConfigError(f"strategy.{key} must be {'>=' if key in ('kl_weight', 'replay_steps') else '>'} 0, "
-                                  f"got {value!r}")
+            zero_ok = key in ("kl_weight", "replay_steps", "epsilon")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 if zero_ok else value > 0):
+                raise ConfigError(f"strategy.{key} must be {'>=' if zero_ok else '>'} 0, got {value!r}")
+        if self.options["epsilon"] > 1:
+            raise ConfigError(f"strategy.epsilon must be in [0, 1], got {self.options['epsilon']!r}")
         self.enc = Encoding(space, int(self.options["max_values"]))
         self.total = math.prod(len(v) for v in self.enc.values)
         self.rng = np.random.default_rng(seed)
@@ -233,7 +234,11 @@ class OPGFN(Strategy):
         orders = torch.zeros((n, D), dtype=torch.long)
         for t in range(D):
             logits, _ = self.net(self.enc.features(states))
-            probs = _masked_log_softmax(logits, (states == -1)[:, self.enc.act_dim]).exp()
+            allowed = (states == -1)[:, self.enc.act_dim]
+            probs = _masked_log_softmax(logits, allowed).exp()
+            if self.options["epsilon"]:  # the authors' forward_epsilon: mix in uniform over allowed actions
+                uniform = allowed.float() / allowed.sum(-1, keepdim=True)
+                probs = (1 - self.options["epsilon"]) * probs + self.options["epsilon"] * uniform
             a = torch.multinomial(probs, 1, generator=self.gen).squeeze(1)
             d = self.enc.act_dim[a]
             states[torch.arange(n), d] = a - self.enc.act_offsets[d]
