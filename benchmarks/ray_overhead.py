@@ -4,9 +4,11 @@ For local, ray and tune a full sparsenas search runs (random strategy, journal, 
 `--workers 1` so that trials run one after another); for bare Ray Tune, `Tuner` with `OptunaSearch()` and
 every other setting at its default. Overhead per trial = time from the first finished trial to the last
 / (trials - 1), i.e. with warm workers; the total (start-up included) / trials is shown too. Ray is
-started once, on loopback, before the Ray runs.
+started once, on loopback, before the runs; local runs before and after ray/tune and is averaged (the
+loop's fsyncs dominate it and drift with the disk), and "warm - local" is what the executor adds.
+`--trained N` first times N DASS trials with local (torch's threads, then 1 thread) and with ray.
 
-    nice -n 10 python benchmarks/ray_overhead.py [--trials 200] [--skip-bare]
+    nice -n 10 python benchmarks/ray_overhead.py [--trials 200] [--skip-bare] [--trained 8]
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def run_search(executor: str, trials: int, root: Path) -> tuple[float, float]:
     """(warm seconds per trial, total seconds per trial) of a sparsenas search."""
     config = resolve([{"space": {"name": "noop"}, "strategy": {"name": "random"}, "search": {"budget": trials},
                        "execution": {"executor": executor, "workers": 1}}])
-    search = Search(config, root / executor, progress=False)
+    search = Search(config, root / f"{executor}-{time.monotonic_ns()}", progress=False)
     stamps: list[float] = []
     record = search._record
 
@@ -109,29 +111,32 @@ def main() -> None:
         for name, seconds in trained.items():
             print(f"{name:<14}{seconds:>10.1f} s" + (f"  ({workers} workers)" if name == "ray" else ""))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+
+    from sparsenas.execution.ray import LOCAL_NODE_IP
+
     rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        rows["local"] = run_search("local", args.trials, root)
-        import ray
-
-        from sparsenas.execution.ray import LOCAL_NODE_IP
-
-        t = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 **({"_node_ip_address": LOCAL_NODE_IP} if LOCAL_NODE_IP else {}))
-        ray_start = time.perf_counter() - t
-        try:
+    t = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+             **({"_node_ip_address": LOCAL_NODE_IP} if LOCAL_NODE_IP else {}))
+    ray_start = time.perf_counter() - t
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            # local before and after the others (averaged): the loop's fsyncs dominate and drift with the disk
+            first_local = run_search("local", args.trials, root / "a")
             rows["ray"] = run_search("ray", args.trials, root)
             rows["tune"] = run_search("tune", args.trials, root)
+            second_local = run_search("local", args.trials, root / "b")
+            rows = {"local": tuple((a + b) / 2 for a, b in zip(first_local, second_local)), **rows}
             if not args.skip_bare:
                 rows["bare_tune"] = run_bare_tune(args.trials, root)
-        finally:
-            ray.shutdown()
+    finally:
+        ray.shutdown()
     print(f"\n{args.trials} trivial trials per executor (ray.init: {ray_start:.1f} s, not counted)")
-    print(f"{'executor':<12}{'warm ms/trial':>15}{'total ms/trial':>16}")
+    print(f"{'executor':<12}{'warm ms/trial':>15}{'total ms/trial':>16}{'warm - local':>14}")
     for name, (warm, total) in rows.items():
-        print(f"{name:<12}{warm * 1000:>15.1f}{total * 1000:>16.1f}")
+        print(f"{name:<12}{warm * 1000:>15.1f}{total * 1000:>16.1f}{(warm - rows['local'][0]) * 1000:>14.1f}")
     print("RESULT " + " ".join([*(f"overhead_ms_{name}={warm * 1000:.1f}" for name, (warm, _) in rows.items()),
                                 *(f"trained_s_{name}={seconds:.1f}" for name, seconds in trained.items())]))
 

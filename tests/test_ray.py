@@ -24,9 +24,10 @@ LOOPBACK = "127.0.0.2"  # Ray replaces 127.0.0.1 with the host's address; other 
 
 class ProbeSpace(SearchSpace):
     """x in 0..7, val_acc = x/8 after `epochs` epochs of `sleep_s` each (reported through `on_epoch`); a marker
-    file `<marker_dir>/<x>-<pid>` when a trial starts; x in `die` kills its worker, x in `hang` never ends."""
+    file `<marker_dir>/<x>-<pid>` when a trial starts; x in `die` kills its worker, x in `hang` never ends,
+    x in `slow` sleeps 3 s more."""
 
-    defaults = {"sleep_s": 0.1, "marker_dir": "", "die": [], "hang": []}
+    defaults = {"sleep_s": 0.1, "marker_dir": "", "die": [], "hang": [], "slow": []}
 
     def dims(self):
         return {"x": Categorical(tuple(range(8)))}
@@ -42,6 +43,8 @@ class ProbeSpace(SearchSpace):
             os.kill(os.getpid(), signal.SIGKILL)
         if x in self.options["hang"]:
             time.sleep(3600)
+        if x in self.options["slow"]:
+            time.sleep(3)
         epochs = context.train["epochs"]
         for epoch in range(epochs):
             time.sleep(self.options["sleep_s"])
@@ -90,9 +93,11 @@ def check_complete(recs, budget=8):
     assert len({r["arch"]["x"] for r in recs}) == budget
 
 
-def test_ray_trials_land_on_both_nodes(cluster, tmp_path):
-    recs = search(tmp_path, space={"sleep_s": 0.3})
+def test_ray_trials_land_on_both_nodes_and_stream_in(cluster, tmp_path):
+    recs = search(tmp_path, space={"sleep_s": 0.3, "slow": [0]})
     check_complete(recs)
+    slow = next(i for i, r in enumerate(recs) if r["arch"]["x"] == 0)
+    assert any(r["trial"] > recs[slow]["trial"] for r in recs[:slow])  # later trials were journalled first
     assert all(r["status"] == "ok" and r["metrics"]["val_acc"] == r["arch"]["x"] / 8 for r in recs)
     assert {node(r["worker"]) for r in recs} == cluster
     assert len({r["worker"] for r in recs}) >= 3  # several warm workers, each running several trials
