@@ -166,3 +166,22 @@ def test_tpe_tells_optuna_constraints_failures_and_several_objectives(sampler):
             if result.status == "ok":
                 assert frozen.values == [result.metrics["val_acc"], flops]
     assert len(strategy.known) == 12 and not strategy.pending
+
+
+@pytest.mark.parametrize("space_name", sorted(__import__("sparsenas.space", fromlist=["SPACES"]).SPACES.names()))
+def test_opgfn_learning_phase_on_every_space_resumes_identically(space_name):
+    """The conformance suite stops before opgfn's first round; here rounds (and a re-init) run on every space."""
+    from sparsenas.space import SPACES
+    from test_strategies import OBJECTIVE, drive
+
+    space = SPACES.get(space_name)()
+    options = dict(init_samples=3, batch_size=2, train_steps=2, train_steps_init=2, replay_steps=1, hidden=8,
+                   reinit_every=2)
+    full = OPGFN(space, OBJECTIVE, 5, **options)
+    expected = drive(full, space, 7) + drive(full, space, 5, start=7)
+    assert full.rounds >= 3 and len(set(expected)) == 12
+    first = OPGFN(space, OBJECTIVE, 5, **options)
+    head = drive(first, space, 7)
+    resumed = OPGFN(space, OBJECTIVE, 5, **options)
+    resumed.load_state_dict(first.state_dict())
+    assert head + drive(resumed, space, 5, start=7) == expected
