@@ -313,6 +313,7 @@ def test_parse_arch_json_and_labels():
     ("bad latency", "line 2: lat_ms='fast' is not a latency"),
     ("device", "unknown latency device 'tpu'"),
     ("missing file", "cannot read"),
+    ("bad predictor", "is not a learned latency predictor"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, case, words):
     bad = tmp_path / "bad.csv"
@@ -322,6 +323,9 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, case, words):
     bad.write_text(rows.get(case, "arch,lat_ms\n"))
     if case == "device":
         argv = ["latency", "profile", "--space", "tas", "--device", "tpu", "--cache-dir", tmp_path]
+    elif case == "bad predictor":
+        argv = ["latency", "predict", "--predictor", bad, "--table", bad, "--arch-column", "arch",
+                "--out", tmp_path / "p.json"]
     else:
         table = tmp_path / "nope.csv" if case == "missing file" else bad
         argv = ["latency", "fit", "--space", "nb201", "--table", table, "--arch-column", "arch",
