@@ -153,13 +153,24 @@ def test_trial_larger_than_any_node_is_a_config_error(cluster, tmp_path):
 
 
 def test_tune_executor_journals_every_trial_and_survives_a_dying_worker(cluster, tmp_path):
-    recs = search(tmp_path, space={"die": [2]}, execution={"executor": "tune", "workers": 3, "retries": 1})
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    recs = search(tmp_path, space={"die": [2], "marker_dir": str(markers)},
+                  execution={"executor": "tune", "workers": 3, "retries": 1})
     check_complete(recs)
     (dead,) = [r for r in recs if r["arch"]["x"] == 2]
     assert dead["status"] == "failed" and "failed on every attempt" in dead["error"]
+    assert len(list(markers.glob("2-*"))) == 2  # Tune ran it again after its worker died
     ok = [r for r in recs if r is not dead]
     assert all(r["status"] == "ok" and r["metrics"]["val_acc"] == r["arch"]["x"] / 8 for r in ok)
     assert {node(r["worker"]) for r in ok} <= cluster
+
+
+def test_tune_hung_trial_stops_the_search_instead_of_hanging_it(cluster, tmp_path):
+    with pytest.raises(RuntimeError, match="kill_timeout_s=3"):
+        search(tmp_path, space={"hang": [5]}, execution={"executor": "tune", "workers": 2, "kill_timeout_s": 3})
+    recs = [json.loads(line) for line in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    assert 5 not in {r["arch"]["x"] for r in recs}
 
 
 def test_tune_asha_stops_weak_trials_after_their_epochs(cluster, tmp_path):

@@ -15,7 +15,8 @@ train.epochs, `asha_grace_period`, `asha_reduction_factor`) can stop weak trials
 is journalled `ok` with its last epoch's metrics plus `epochs` (epochs trained) and `stopped_early=1`.
 A trial whose worker dies is retried by Tune (`FailureConfig(max_failures=execution.retries)`), then
 journalled `failed`. Tune cannot kill one hung trial from outside; with `execution.kill_timeout_s` set the
-search stops with an error when no trial finishes for that long, rather than hang.
+search stops with an error when no trial finishes for that long (plus `start_timeout_s` before the first
+result), rather than hang; closing the executor ends the Tune experiment, running trials included.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
 from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
 from ..errors import ConfigError
 from ..evaluation import TrialTask, run_trial, trial_seed
@@ -119,6 +121,22 @@ class StrategySearcher(Searcher):
         return out
 
 
+class _StopWhenClosed(Stopper):
+    """Ends the whole experiment (running trials included) once the executor closes."""
+
+    def __init__(self, closing: threading.Event):
+        self.closing = closing
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.closing is not None and self.closing.is_set()
+
+    def __getstate__(self) -> dict:  # pickled by Tune for restore; the event stays behind
+        return {"closing": None}
+
+
 _WARM: dict[str, SearchSpace] = {}  # per worker process: the prepared space of each search
 
 
@@ -156,6 +174,7 @@ class TuneExecutor(Executor):
         self._results: queue.SimpleQueue[TrialResult] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._in_flight = 0
+        self._finished_any = False
         self._error: BaseException | None = None
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment banner on stdout
         self._owns_ray = connect(execution)
@@ -177,6 +196,7 @@ class TuneExecutor(Executor):
                                    reuse_actors=True,
                                    scheduler=make_scheduler(execution, context.train["epochs"], metric, mode)),
             run_config=RunConfig(name="sparsenas", storage_path=self._storage, verbose=0,
+                                 stop=_StopWhenClosed(self._closing),
                                  failure_config=FailureConfig(max_failures=execution["retries"])))
         self._thread = threading.Thread(target=self._fit, name="sparsenas-tune", daemon=True)
         self._thread.start()
@@ -194,6 +214,8 @@ class TuneExecutor(Executor):
 
     def wait(self) -> list[TrialResult]:
         limit = self.execution["kill_timeout_s"]
+        if limit is not None and not self._finished_any:  # the first trials wait for workers to start
+            limit += self.execution["start_timeout_s"]
         since = time.monotonic()
         while True:
             try:
@@ -203,10 +225,12 @@ class TuneExecutor(Executor):
                 if not self._thread.is_alive():
                     raise RuntimeError(f"Ray Tune stopped unexpectedly: {self._error!r}")
                 if limit is not None and time.monotonic() - since > limit:
-                    raise RuntimeError(f"no trial finished under Ray Tune within execution.kill_timeout_s={limit:g} s")
+                    raise RuntimeError(f"no trial finished under Ray Tune for {limit:g} s (execution.kill_timeout_s="
+                                       f"{self.execution['kill_timeout_s']:g}); a trial hangs")
         while not self._results.empty():
             results.append(self._results.get())
         self._in_flight -= len(results)
+        self._finished_any = True
         return results
 
     def close(self) -> None:
