@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -206,9 +207,15 @@ def cmd_search(args) -> int:
 
     config, run_dir = _resolve_search(args)
     search = Search(config, run_dir, progress=not args.quiet)  # validates every component first
+    fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.yaml", dump(config))
-    results = search.run()
+    try:
+        results = search.run()
+    except ConfigError:
+        if fresh and not (run_dir / "trials.jsonl").exists():  # refused before any trial (e.g. no Ray cluster)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     best = search.objective.best(results)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "infeasible")}
     print(f"{len(results)} trials ({counts['ok']} ok, {counts['failed']} failed, {counts['infeasible']} infeasible) "

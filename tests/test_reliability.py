@@ -128,3 +128,11 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_trajectory(
     assert [r["trial"] for r in got] == list(range(budget))
     strip = lambda r: (r["trial"], r["arch_id"], r["status"], r["metrics"], r["seed"])  # noqa: E731
     assert list(map(strip, got)) == list(map(strip, clean))
+
+
+def test_executor_that_cannot_start_leaves_nothing_behind(runs, capsys):
+    assert cli("search", "--space", "dass", "--strategy", "random", "--executor", "ray", "--address", "127.0.0.2:9",
+               "--name", "r", "--runs-dir", runs, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.2:9" in err
+    assert not (runs / "r").exists()
