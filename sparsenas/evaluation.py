@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .journal import TrialResult
 from .objective import Objective
@@ -37,6 +38,7 @@ def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, ta
     """`on_epoch(epoch, metrics)`, when given, is passed to spaces whose `evaluate` reports per epoch (trained
     spaces), with the cheap metrics merged in (used by Ray Tune's schedulers)."""
     start = time.perf_counter()
+    torch.set_num_threads(context.threads)
     result = TrialResult(task.trial, task.arch, space.label(task.arch), "ok", seed=task.seed, worker=worker)
     try:
         result.metrics = space.cheap_metrics(task.arch, context)

@@ -7,6 +7,7 @@ and resumed search therefore follows the same trajectory as an uninterrupted one
 """
 from __future__ import annotations
 
+import math
 import pickle
 import time
 from pathlib import Path
@@ -56,7 +57,8 @@ class Search:
         self.strategy = build_strategy(config, self.space, self.objective)
         self.context = EvalContext(train=config["train"], data=config["data"],
                                    device=config["execution"]["device"],
-                                   time_limit_s=config["search"]["trial_timeout_s"])
+                                   time_limit_s=config["search"]["trial_timeout_s"],
+                                   threads=max(1, math.ceil(config["execution"]["cpus_per_trial"])))
         self.space.prepare(self.context)
         self.context.latency = make_predictor(config["latency"], self.space, config["data"])
         self.executor_cls = EXECUTORS.get(config["execution"]["executor"])

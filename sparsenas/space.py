@@ -189,6 +189,7 @@ class EvalContext:
     data: dict[str, Any]
     device: str = "cpu"
     time_limit_s: float | None = None
+    threads: int = 1  # torch threads of a trial: execution.cpus_per_trial (small nets run faster on one)
     latency: Any = None  # sparsenas.hardware.objective.LatencyObjective: adds latency_ms to the cheap metrics
 
 
