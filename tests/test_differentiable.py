@@ -163,3 +163,28 @@ def test_cli_differentiable_search_yields_the_requested_sparsity(runs):
     assert len(records) == 1 and records[0]["status"] == "ok"
     assert records[0]["metrics"]["sparsity"] == pytest.approx(0.8, abs=0.01)
     assert records[0]["arch"]["normal.keep"] == 0.2 and (runs / "d" / "state" / "supernet.pt").is_file()
+
+
+class OpCostLut:
+    """A lookup-table stand-in: convolutions cost 1 ms, pooling and skip nothing."""
+
+    def module_ms(self, module, input_shape):
+        return float(sum(isinstance(m, torch.nn.Conv2d) for m in module.modules()))
+
+
+def test_expected_latency_term_steers_alpha_to_cheap_ops():
+    ctx = context()
+    with pytest.raises(ConfigError, match="latency.predictor=lut"):
+        DassSpace(C=4).supernet_search(ctx, 0, {**TINY, "latency_weight": 1.0})
+    ctx.latency = type("LatencyObjective", (), {"predictor": OpCostLut()})()
+    search = DassSpace(C=4).supernet_search(ctx, 0, {**TINY, "keep": 0.2, "latency_weight": 5.0, "arch_lr": 0.05})
+    table = search.op_ms["normal"]
+    assert table[:, 0].sum() == 0 and table[0, 1 + search.ops.index("sep_conv_3x3")] > 0
+    assert table[0, 1 + search.ops.index("max_pool_3x3")] == 0
+    before = search.expected_latency().item()
+    scalars, _ = search.run_epoch(0)
+    assert scalars["expected_latency_ms"] < before
+    arch = search.derive()
+    cheap = {"max_pool_3x3", "avg_pool_3x3", "skip_connect"}
+    ops = [v for k, v in arch.items() if ".op" in k]
+    assert sum(op in cheap for op in ops) > len(ops) // 2

@@ -38,6 +38,7 @@ class MixedOp(nn.Module):
 
     def __init__(self, sp: Sparse, c: int, stride: int, ops: list[str]):
         super().__init__()
+        self.stride = stride
         self.ops = nn.ModuleList(OPS[name](sp, c, stride) for name in ops)
 
     def forward(self, x, weights):
@@ -45,8 +46,9 @@ class MixedOp(nn.Module):
 
 
 class SearchCell(nn.Module):
-    def __init__(self, mixing, sp: Sparse, ops, c_pp, c_p, c, reduction, reduction_prev):
+    def __init__(self, kind, mixing, sp: Sparse, ops, c_pp, c_p, c, reduction, reduction_prev):
         super().__init__()
+        self.kind = kind
         self.mixing = mixing  # () -> (14, 1 + len(ops)) softmax weights of this cell type
         self.pre0 = FactorizedReduce(sp, c_pp, c) if reduction_prev else ReLUConvBN(sp, c_pp, c, 1, 1, 0)
         self.pre1 = ReLUConvBN(sp, c_p, c, 1, 1, 0)
@@ -69,7 +71,7 @@ class DassSupernet(nn.Module):
         sp = Sparse(1.0, "scores")
 
         def make_cell(kind, *shape):
-            return SearchCell(lambda: F.softmax(self.alpha[kind], dim=-1), sp, ops, *shape)
+            return SearchCell(kind, lambda: F.softmax(self.alpha[kind], dim=-1), sp, ops, *shape)
 
         self.net = DassNetwork(input_shape, num_classes, C, layers, stem_multiplier, sp, make_cell)
 
@@ -106,6 +108,7 @@ class DassSupernetSearch(SupernetSearch):
         "batch_size": 32, "lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4,
         "arch_lr": 3e-3, "arch_weight_decay": 1e-3, "score_lr": 0.1, "score_weight_decay": 1e-3,
         "grad_clip": 5.0, "second_order": False, "unroll_r": 1e-2,
+        "latency_weight": 0.0,  # λ of the expected-latency term in α's loss (needs latency.predictor=lut)
     }
 
     def __init__(self, space, context: EvalContext, seed: int, options: dict):
@@ -141,6 +144,7 @@ class DassSupernetSearch(SupernetSearch):
         self.epochs = self.bounds[1] + o["finetune_epochs"]
         self.phase = "pretrain"
         self._enter("pretrain")
+        self.op_ms = self._op_latencies(context, data.input_shape) if o["latency_weight"] > 0 else None
 
     # -- phases ---------------------------------------------------------------------------------------
     def phase_of(self, epoch: int) -> str:
@@ -167,6 +171,38 @@ class DassSupernetSearch(SupernetSearch):
         o = self.o
         return o["lr_min"] + 0.5 * (o["lr"] - o["lr_min"]) * (1 + math.cos(math.pi * t))
 
+    # -- expected latency -----------------------------------------------------------------------------
+    def _op_latencies(self, context: EvalContext, input_shape) -> dict[str, torch.Tensor]:
+        """Per cell type, a (14, 1 + ops) table: the LUT's ms of each candidate op on each edge, summed over
+        the cells of that type (each op priced at its edge's input shape and at the target keep ratio)."""
+        lut = getattr(getattr(context, "latency", None), "predictor", None)
+        if not hasattr(lut, "module_ms"):
+            raise ConfigError("strategy.options.latency_weight needs a lookup-table predictor (latency.predictor=lut)")
+        shapes: list[tuple] = []
+        hooks = [m.register_forward_hook(lambda mod, inp, out: shapes.append((mod, tuple(inp[0].shape[1:]))))
+                 for m in self.model.modules() if isinstance(m, MixedOp)]
+        with torch.no_grad():
+            self.model.eval()(torch.zeros(1, *input_shape, device=self.device))
+        for h in hooks:
+            h.remove()
+        table = {k: torch.zeros(EDGES, 1 + len(self.ops)) for k in CELL_TYPES}
+        cache: dict[tuple, float] = {}
+        sp = Sparse(self.keep, "scores")
+        for cell in self.model.net.cells:
+            for e, edge in enumerate(cell.edges):
+                shape = next(s for m, s in shapes if m is edge)
+                for o, op in enumerate(self.ops):
+                    key = (op, shape, edge.stride)
+                    if key not in cache:
+                        cache[key] = lut.module_ms(OPS[op](sp, shape[0], edge.stride), shape)
+                    table[cell.kind][e, 1 + o] += cache[key]
+        return table
+
+    def expected_latency(self) -> torch.Tensor:
+        """Σ over cell types, edges and ops of softmax(α) · the op's LUT latency (differentiable in α)."""
+        return sum((F.softmax(self.model.alpha[k], dim=-1) * self.op_ms[k].to(self.device)).sum()
+                   for k in CELL_TYPES)
+
     # -- steps ----------------------------------------------------------------------------------------
     def _loss(self, batch):
         x, y = batch
@@ -183,10 +219,13 @@ class DassSupernetSearch(SupernetSearch):
         if not self.o["second_order"]:
             self.a_opt.zero_grad(set_to_none=True)
             loss = self._loss(val_batch)
-            loss.backward()
+            (loss + self._latency_term()).backward()
             self.a_opt.step()
             return loss.item()
         return self._unrolled_alpha_step(train_batch, val_batch, lr)
+
+    def _latency_term(self):
+        return self.o["latency_weight"] * self.expected_latency() if self.op_ms is not None else 0.0
 
     def _unrolled_alpha_step(self, train_batch, val_batch, lr):
         """DARTS second order: ∇α L_val(w', α) − ξ·(∇α L_train(w⁺) − ∇α L_train(w⁻)) / 2ε, w' = w − ξ∇w L_train."""
@@ -214,8 +253,10 @@ class DassSupernetSearch(SupernetSearch):
         with torch.no_grad():
             for p, s in zip(w, saved):
                 p.copy_(s)
-        for a, ga, hp, hn in zip(alphas, g_alpha, *hessian):
-            a.grad = ga - lr * (hp - hn) / (2 * eps)
+        g_latency = (torch.autograd.grad(self._latency_term(), alphas) if self.op_ms is not None
+                     else [torch.zeros_like(a) for a in alphas])
+        for a, ga, gl, hp, hn in zip(alphas, g_alpha, g_latency, *hessian):
+            a.grad = ga + gl - lr * (hp - hn) / (2 * eps)
         self.a_opt.step()
         return val_loss.item()
 
@@ -245,6 +286,8 @@ class DassSupernetSearch(SupernetSearch):
                    "val_acc": self.val_accuracy(), "lr": lr}
         if val_losses:
             scalars["val_loss"] = sum(val_losses) / len(val_losses)
+        if self.op_ms is not None:
+            scalars["expected_latency_ms"] = self.expected_latency().item()
         return scalars, {"genotype": self.space.label(self.derive())}
 
     # -- read-outs ------------------------------------------------------------------------------------
