@@ -45,7 +45,19 @@ LOCAL_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else None
 
 
 def connect(execution: dict) -> bool:
-    """Initialise Ray for this driver; True when this call started a local Ray (the caller shuts it down)."""
+    """Initialise Ray for this driver and check that a trial fits on some node; True when this call started
+    a local Ray (the caller shuts it down). A ConfigError leaves no Ray started by this call."""
+    owns = _init(execution)
+    try:
+        check_resources(execution)
+    except ConfigError:
+        if owns:
+            ray.shutdown()
+        raise
+    return owns
+
+
+def _init(execution: dict) -> bool:
     if ray.is_initialized():
         return False
     quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
@@ -156,11 +168,6 @@ class RayExecutor(Executor):
         self._queue: deque[tuple[TrialTask, int]] = deque()  # (task, attempt number)
         self._start_failures = 0
         self._owns_ray = connect(execution)
-        try:
-            check_resources(execution)
-        except ConfigError:
-            self.close()
-            raise
         self._actor_cls = ray.remote(TrialWorker).options(
             num_cpus=execution["cpus_per_trial"], num_gpus=execution["gpus_per_trial"],
             max_restarts=0, max_task_retries=0)

@@ -38,13 +38,12 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from ..errors import ConfigError
 from ..evaluation import TrialTask, run_trial, trial_seed
 from ..journal import TrialResult
 from ..space import Arch, SearchSpace
 from ..strategies import Strategy
 from .base import Executor
-from .ray import TrialSpec, check_resources, connect, worker_id
+from .ray import TrialSpec, connect, worker_id
 
 RECORD = "sparsenas_record"  # final report: the whole TrialResult as JSON
 METRICS = "sparsenas_metrics"  # per-epoch report: the metrics so far as JSON
@@ -178,11 +177,6 @@ class TuneExecutor(Executor):
         self._error: BaseException | None = None
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment banner on stdout
         self._owns_ray = connect(execution)
-        try:
-            check_resources(execution)
-        except ConfigError:
-            self.close()
-            raise
         metric, mode = objective.names[0], "max" if objective.signs[0] > 0 else "min"
         searcher = self._searcher = StrategySearcher(space, self._next_task, lambda t, r: self._results.put(r),
                                                      metric, mode)
