@@ -56,6 +56,7 @@ CORE: dict[str, dict[str, Field]] = {
         "val_fraction": Field(0.25, NUM, _fraction, "must be in (0, 1)"),
         "test_fraction": Field(0.25, NUM, _fraction, "must be in (0, 1)"),
         "limit": Field(None, OPT_INT, _positive, "must be >= 1"),
+        "downsample": Field(1, (int,), _positive, "must be an integer >= 1"),
     },
     "train": {
         "epochs": Field(5, (int,), _positive, "must be >= 1"),
