@@ -2,10 +2,12 @@
 `benchmarks/run_all.py` turns into RESULTS.md.
 
 A benchmark script imports this module as `from report import ...` (scripts run from benchmarks/, so it is on
-sys.path), adds `add_json_argument(parser)`, and ends with `finish(args, name, rows, summary)`, which prints the
-`RESULT k=v …` line and, with `--json PATH`, writes
-    {"name", "argv", "rows": [{...}, ...], "summary": {k: number}, "extra": {...}}
-atomically. `rows` are the per-seed measurements, `summary` the numbers of the RESULT line.
+sys.path), adds `add_json_argument(parser)`, and ends with `finish(args, name, rows, summary, markdown=...)`,
+which prints the `RESULT k=v …` line and, with `--json PATH`, writes
+    {"name", "argv", "rows": [{...}, ...], "summary": {k: number}, "markdown": str, "figures": [...], "extra": {...}}
+atomically. `rows` are the per-seed measurements, `summary` the numbers of the RESULT line, `markdown` the
+script's own section of RESULTS.md (tables from `markdown_table`, and a verdict worded from the numbers —
+never typed by hand), `figures` the PNGs it wrote with `figure_path(args, "suffix")` (next to the JSON).
 """
 from __future__ import annotations
 
@@ -67,11 +69,29 @@ def write_json(path: str | Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
+def figure_path(args: argparse.Namespace, suffix: str) -> Path | None:
+    """Where to save a figure: beside the `--json` file as `<json stem>_<suffix>.png`; None without `--json`."""
+    if not getattr(args, "json", None):
+        return None
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f"{path.stem}_{suffix}.png")
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub markdown table; floats with 4 significant decimals unless already formatted as strings."""
+    cell = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def finish(args: argparse.Namespace, name: str, rows: list[dict], summary: dict[str, float],
-           extra: dict | None = None) -> None:
+           markdown: str = "", figures: list[Path] = (), extra: dict | None = None) -> None:
     """Print the RESULT line from `summary` and write the JSON record when `--json` was given."""
     if getattr(args, "json", None):
         write_json(args.json, {"name": name, "argv": sys.argv[1:], "rows": rows, "summary": summary,
+                               "markdown": markdown, "figures": [str(f) for f in figures if f],
                                "extra": extra or {}})
     print("RESULT " + " ".join(f"{k}={_fmt(v)}" for k, v in summary.items()), flush=True)
 
