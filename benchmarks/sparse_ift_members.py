@@ -5,12 +5,12 @@ Every row has the dense network's effective FLOPs (checked here: the run stops i
 the members differ in parameters and in how the FLOPs are spent. Small scale: the preset's ResNet (C=8, one block
 per stage), RigL updating every 10 steps (the paper: 100; a trial has only ~75-150 steps), one torch thread per
 worker process. Datasets (`--dataset`): sklearn's digits (8×8; default 5 seeds, 5 epochs) or MNIST from
-../shared/data (default: the first 3,000 training images, average-pooled to 14×14, full 10k val / 10k test, 4 seeds,
-3 epochs) — a masked conv costs its dense-equivalent width on this CPU (a member at s=0.9 runs ~10× the dense
-FLOPs physically), so MNIST is kept small to fit the run.
+../shared/data (default: the first 3,000 training images, average-pooled to 14×14, full 10k val / 10k test, 5 seeds,
+3 epochs) — a masked layer runs at its dense-equivalent size on this CPU (on MNIST a member trial at s=0.9
+costs ~4× the dense one), so MNIST is kept small to fit the run.
 
-    python benchmarks/sparse_ift_members.py --dataset digits           # ~2-3 min on 2 idle cores
-    python benchmarks/sparse_ift_members.py --dataset mnist            # ~4-5 min on 2 idle cores
+    python benchmarks/sparse_ift_members.py --dataset digits           # ~1.5-2 min on 2 idle cores (estimated)
+    python benchmarks/sparse_ift_members.py --dataset mnist            # ~5-6 min on 2 idle cores (estimated)
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from sparsenas.spaces.sparse_ift import SparseIFTSpace
 
 # per dataset: data section and default seeds / epochs / training-image limit / downsample factor
 DATASETS = {"digits": {"data": {}, "seeds": 5, "epochs": 5, "limit": None, "downsample": 1},
-            "mnist": {"data": {"name": "mnist", "path": str(MNIST)}, "seeds": 4, "epochs": 3, "limit": 3000,
+            "mnist": {"data": {"name": "mnist", "path": str(MNIST)}, "seeds": 5, "epochs": 3, "limit": 3000,
                       "downsample": 2}}
 ALPHA = 0.05
 
@@ -65,7 +65,7 @@ def holm(pvalues: list[float]) -> list[float]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", choices=tuple(DATASETS), default="digits")
-    p.add_argument("--seeds", type=int, default=None, help="paired seeds (default: digits 5, mnist 4)")
+    p.add_argument("--seeds", type=int, default=None, help="paired seeds (default: 5)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: digits 5, mnist 3)")
     p.add_argument("--limit", type=int, default=None, help="training images used (default: all digits, mnist 3000)")
     p.add_argument("--downsample", type=int, default=None, help="average-pool factor (default: digits 1, mnist 2)")
