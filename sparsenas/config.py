@@ -38,6 +38,11 @@ def _fraction(v):
     return 0 < v < 1
 
 
+def _phase_weights(v):
+    numbers = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0]
+    return len(v) == 3 == len(numbers) and v[1] > 0
+
+
 NUM = (int, float)
 OPT_INT = (int, type(None))
 OPT_NUM = (int, float, type(None))
@@ -67,13 +72,15 @@ CORE: dict[str, dict[str, Field]] = {
         "score_lr": Field(0.1, NUM, _positive, "must be > 0"),
         "grad_clip": Field(5.0, OPT_NUM, _positive, "must be > 0"),
         # sparse training and the random-mask baseline (sparsenas/sparse_training.py)
-        "sparse_training": Field("static", (str,), lambda v: v in ("static", "set", "rigl", "imp"),
-                                 "must be static, set, rigl or imp"),
+        "sparse_training": Field("static", (str,), lambda v: v in ("static", "set", "rigl", "imp", "hydra"),
+                                 "must be static, set, rigl, imp or hydra"),
         "update_interval": Field(100, (int,), _positive, "must be >= 1"),
         "drop_fraction": Field(0.3, NUM, _fraction, "must be in (0, 1)"),
         "stop_fraction": Field(0.75, NUM, lambda v: 0 < v <= 1, "must be in (0, 1]"),
         "imp_rounds": Field(3, (int,), lambda v: v >= 2, "must be >= 2"),
         "rewind_fraction": Field(0.0, NUM, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        "hydra_phases": Field([2, 1, 2], (list,), _phase_weights, "must be 3 numbers >= 0 (pretrain, prune, "
+                              "finetune) with prune > 0"),
         "mask_baseline": Field("none", (str,), lambda v: v in ("none", "random"), "must be none or random"),
     },
     "objective": {

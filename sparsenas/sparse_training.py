@@ -19,6 +19,13 @@ Methods (registry SPARSE_TRAINING, config key `train.sparse_training`):
           (density keep^(r/(R-1)) after cycle r) and the whole network (weights, BN statistics; not the
           masks) is rewound to its state at `rewind_fraction` of the first cycle; the LR schedule restarts each cycle (`lr_factor`).
           Simplified for one training budget: the R cycles share the configured epochs.
+  hydra   HYDRA (Sehwag et al. 2020), the DASS discrete training of learned-score masks: the steps are split
+          by `hydra_phases` (default 2:1:2, the shape of HYDRA's 100/20/100 epochs) into pretrain — score layers
+          dense, weights train —, prune — scores re-initialised from the trained weights (scaled |W|, as the
+          DASS supernet) and trained to each layer's keep ratio with every other parameter frozen —, and
+          finetune — the mask fixed, weights train; one cosine LR decay per phase, momentum reset between
+          phases. Simplified for one budget: HYDRA runs the three phases as separate trainings. Masks that are
+          not learned (e.g. `mask_baseline: random`) stay fixed; a model without learned ones trains as static.
 SET, RigL and IMP need unstructured masks: layers with learned scores are frozen to their current mask
 (scores stop training); N:M and channel layers are refused with a ConfigError.
 """
@@ -30,6 +37,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .ops.masks import scores_from_weights
 from .ops.sparse import SparseMixin
 from .registry import Registry
 
@@ -179,6 +187,71 @@ class RigL(_DropGrow):
                 layer._dense_grad_hook = layer._dense_grad = None
 
 
+def _restarting_cosine(step: int, starts: list[int], total: int) -> float:
+    """One cosine decay per segment; `starts` are the segments' first steps, the last ends at `total`."""
+    start = max(s for s in starts if s <= step) if step >= starts[0] else starts[0]
+    ends = [s for s in starts if s > start] + [total]
+    return 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, ends[0] - start)))
+
+
+def _reset_momentum(optimizer) -> None:
+    if optimizer is None:
+        return
+    for state in optimizer.state.values():
+        for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+            if key in state and torch.is_tensor(state[key]):
+                state[key].zero_()
+
+
+@SPARSE_TRAINING.register("hydra")
+class Hydra(SparseTrainer):
+    PHASES = ("pretrain", "prune", "finetune")
+
+    def __init__(self, model, total_steps, optimizer=None, generator=None, hydra_phases=(2, 1, 2), **options):
+        super().__init__(model, total_steps, optimizer, generator, **options)
+        self.layers = [layer for layer in self.layers if not layer.dense and layer.mask_kind.learned]
+        self.targets = {id(layer): layer.keep for layer in self.layers}
+        weights = [float(w) for w in hydra_phases]
+        cut1 = round(weights[0] / sum(weights) * self.total_steps)
+        cut2 = max(cut1 + 1, round((weights[0] + weights[1]) / sum(weights) * self.total_steps))
+        T = self.total_steps
+        self.starts = [0, cut1, min(cut2, T)] if self.layers else [0, T, T]  # nothing to prune: all pretrain
+        self.phase = -1
+        self._advance(0)
+
+    def _advance(self, steps_done: int) -> None:
+        while self.phase < 2 and steps_done >= self.starts[self.phase + 1]:
+            self.phase += 1
+            getattr(self, "_" + self.PHASES[self.phase])()
+            _reset_momentum(self.optimizer)
+
+    def _pretrain(self) -> None:
+        for layer in self.layers:
+            layer.keep = 1.0
+
+    @torch.no_grad()
+    def _prune(self) -> None:
+        for layer in self.layers:
+            layer.scores.copy_(scores_from_weights(layer.weight))
+            layer.keep = self.targets[id(layer)]
+        scores = {id(layer.scores) for layer in self.layers}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in scores)
+
+    def _finetune(self) -> None:
+        frozen = [p for p in self.model.parameters() if not p.requires_grad]
+        for layer in self.layers:
+            layer.set_mask(layer.mask().detach())  # also stops the scores training
+        for p in frozen:
+            p.requires_grad_(True)
+
+    def step(self, step: int) -> None:
+        self._advance(step + 1)
+
+    def lr_factor(self, step: int) -> float:
+        return _restarting_cosine(step, self.starts, self.total_steps)
+
+
 @SPARSE_TRAINING.register("imp")
 class IMP(SparseTrainer):
     def __init__(self, model, total_steps, optimizer=None, generator=None, imp_rounds: int = 3,
@@ -201,10 +274,7 @@ class IMP(SparseTrainer):
 
     def lr_factor(self, step: int) -> float:
         """A cosine decay per cycle; the last cycle also takes the steps left over by the division."""
-        r = min(step // self.cycle_steps, self.rounds - 1)
-        start = r * self.cycle_steps
-        length = self.cycle_steps if r < self.rounds - 1 else max(1, self.total_steps - start)
-        return 0.5 * (1 + math.cos(math.pi * (step - start) / length))
+        return _restarting_cosine(step, [r * self.cycle_steps for r in range(self.rounds)], self.total_steps)
 
     def _snapshot(self) -> dict[str, torch.Tensor]:
         """Every weight and BN statistic of the model (not masks or scores): what a rewind restores."""
@@ -229,18 +299,14 @@ class IMP(SparseTrainer):
                 mask[torch.topk(score.flatten(), k).indices] = 1
                 layer.set_mask(mask.view_as(layer.weight))
             self.model.load_state_dict(self.rewind_state, strict=False)
-        if self.optimizer is not None:
-            for state in self.optimizer.state.values():
-                for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
-                    if key in state and torch.is_tensor(state[key]):
-                        state[key].zero_()
+        _reset_momentum(self.optimizer)
 
 
 def make_sparse_trainer(model: nn.Module, train_cfg: dict, total_steps: int, optimizer=None,
                         seed: int = 0) -> SparseTrainer:
     """The trainer named by `train.sparse_training`, with its options from the train section."""
     cls = SPARSE_TRAINING.get(train_cfg.get("sparse_training", "static"))
-    keys = ("update_interval", "drop_fraction", "stop_fraction", "imp_rounds", "rewind_fraction")
+    keys = ("update_interval", "drop_fraction", "stop_fraction", "imp_rounds", "rewind_fraction", "hydra_phases")
     options = {k: train_cfg[k] for k in keys if k in train_cfg}
     return cls(model, total_steps, optimizer=optimizer, generator=torch.Generator().manual_seed(seed), **options)
 

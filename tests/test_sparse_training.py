@@ -159,3 +159,51 @@ def test_mask_baseline_random_in_training_is_paired_by_seed():
     assert [int(m.sum()) for m in rnd_a] == [int(m.sum()) for m in searched]
     assert all(torch.equal(a, b) for a, b in zip(rnd_a, rnd_b))
     assert not torch.equal(rnd_a[1], searched[1])
+
+
+def test_hydra_pretrains_dense_then_trains_only_scores_then_finetunes_a_fixed_mask():
+    model = _net("scores", keep=0.2)
+    layers = sparse_layers(model)
+    targets = [layer.k for layer in layers]
+    trainer, history = _train(model, "hydra", steps=12, hydra_phases=[1, 1, 1])
+    assert trainer.starts == [0, 4, 8]
+    assert all(int(m.sum()) == m.numel() for m in history[2])          # after step 2: still dense
+    assert [int(m.sum()) for m in history[4]] == targets                # pruning to the target keep ratio
+    assert not all(torch.equal(a, b) for a, b in zip(history[4], history[7]))  # scores moved the mask
+    assert all(torch.equal(a, b) for a, b in zip(history[8], history[-1]))  # finetune: the mask is fixed
+    assert all(layer.mask_mode == "fixed" for layer in layers)
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.endswith("scores"))
+
+
+def test_hydra_freezes_the_weights_while_the_scores_train():
+    model = _net("scores", keep=0.2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    trainer = SPARSE_TRAINING.get("hydra")(model, 6, optimizer=opt, hydra_phases=[1, 1, 1])
+    g = torch.Generator().manual_seed(0)
+    for step in range(6):
+        if step == 2:
+            weights = {n: p.detach().clone() for n, p in model.named_parameters() if not n.endswith("scores")}
+            scores = [layer.scores.detach().clone() for layer in sparse_layers(model)]
+        if step == 4:
+            assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters() if n in weights)
+            assert all(not torch.equal(layer.scores, s) for layer, s in zip(sparse_layers(model), scores))
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(torch.randn(8, 1, 6, 6, generator=g)), torch.randint(0, 3, (8,), generator=g)).backward()
+        opt.step()
+        trainer.step(step)
+    assert trainer.phase == 2
+    assert [trainer.lr_factor(s) for s in (0, 2, 4)] == [1.0, 1.0, 1.0]  # one cosine decay per phase
+    assert trainer.lr_factor(1) == pytest.approx(0.5)
+
+
+def test_hydra_on_a_dense_model_trains_it_as_usual():
+    model = _net("scores", keep=1.0)
+    trainer, _ = _train(model, "hydra", steps=6)
+    assert trainer.starts == [0, 6, 6] and all(p.requires_grad for p in model.parameters() if p.dim() > 1)
+
+
+def test_hydra_keeps_masks_that_are_not_learned_and_trains_them_as_static():
+    model = _net("random")
+    trainer, history = _train(model, "hydra", steps=6)
+    assert trainer.starts == [0, 6, 6]
+    assert all(torch.equal(a, b) for a, b in zip(history[0], history[-1]))

@@ -83,16 +83,19 @@ class _TopK(torch.autograd.Function):
         return grad, None
 
 
+@torch.no_grad()
+def scores_from_weights(weight: torch.Tensor) -> torch.Tensor:
+    """DASS/HYDRA's scaled score init: sqrt(6 / fan_in) · W / max|W|."""
+    return math.sqrt(6.0 / weight[0].numel()) * weight / weight.abs().max().clamp_min(1e-12)
+
+
 @MASK_KINDS.register("scores")
 class ScoresMask(MaskKind):
     learned = True
     spec = "scores"
 
     def setup(self, layer) -> None:
-        fan_in = layer.weight[0].numel()
-        with torch.no_grad():
-            init = math.sqrt(6.0 / fan_in) * layer.weight / layer.weight.abs().max().clamp_min(1e-12)
-        layer.scores = torch.nn.Parameter(init.clone(), requires_grad=layer.keep < 1)
+        layer.scores = torch.nn.Parameter(scores_from_weights(layer.weight).clone(), requires_grad=layer.keep < 1)
 
     def compute(self, layer) -> torch.Tensor:
         if layer.scores.requires_grad:

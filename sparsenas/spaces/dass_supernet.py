@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data import load_data
 from ..errors import ConfigError
+from ..ops.masks import scores_from_weights
 from ..ops.sparse import SparseMixin
 from ..space import Arch, EvalContext
 from ..strategies.differentiable import SupernetSearch
@@ -155,8 +156,7 @@ class DassSupernetSearch(SupernetSearch):
         if phase == "prune" and self.phase == "pretrain":  # HYDRA: scores start from the trained weights
             with torch.no_grad():
                 for layer in m.sparse_layers():
-                    w = layer.weight
-                    layer.scores.copy_(math.sqrt(6.0 / w[0].numel()) * w / w.abs().max().clamp_min(1e-12))
+                    layer.scores.copy_(scores_from_weights(layer.weight))
         self.phase = phase
         for layer in m.sparse_layers():
             layer.keep = 1.0 if phase == "pretrain" else self.keep
