@@ -126,7 +126,7 @@ def test_preset_resolves():
 
     config = resolve([load_preset("search_spaces", "node_subnet", SPACES),
                       load_preset("strategies", "random", STRATEGIES)])
-    assert config["space"]["name"] == "node_subnet" and config["space"]["sparsity"] == 0.9
+    assert config["space"]["name"] == "node_subnet" and config["space"]["sparsity"] == 0.8 and config["train"]["epochs"] == 20
 
 
 def test_cli_random_search_reports_the_sparsity_of_every_trial(runs):

@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import load_data
 from ..errors import ConfigError
-from ..ops import count_model
 from ..registry import Registry
 from ..space import Arch, EvalContext, Float, register_space
-from ..data import load_data
 from .trained import TrainedSpace
 
 PARENTS: Registry = Registry("parent network")
@@ -56,6 +55,7 @@ def conv_parent(hidden: list[int], input_shape: tuple[int, ...], num_classes: in
 
 
 def weight_layers(parent: nn.Sequential) -> list[nn.Module]:
+    """The conv and linear layers of a chain, in order."""
     return [m for m in parent if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
@@ -136,8 +136,8 @@ def slice_chain(parent: nn.Sequential, kept: list[list[int]], input_channels: in
 class NodeSubnetSpace(TrainedSpace):
     defaults = {
         "parent": "mlp",
-        "hidden": [32, 32],
-        "sparsity": 0.9,
+        "hidden": [64, 64],
+        "sparsity": 0.8,
         "init_seed": 0,
     }
 
