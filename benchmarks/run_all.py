@@ -1,0 +1,162 @@
+"""Every experiment of RESULTS.md, one command: runs the benchmark scripts and writes RESULTS.md from their output.
+
+    python benchmarks/run_all.py                   # everything (~50 min on an idle 2-core CPU), then RESULTS.md
+    python benchmarks/run_all.py --only dass,nb201 # re-run some; the others' last records are kept
+    python benchmarks/run_all.py --render          # only rewrite RESULTS.md from docs/results/*.json
+
+Each experiment is a script in benchmarks/ that ends with a `RESULT …` line and writes, with `--json`, its
+rows, summary, markdown section and figures (benchmarks/report.py). Records, logs and figures go to
+docs/results/; RESULTS.md is assembled from them only, so every number in it comes from a script's output.
+Training experiments use one torch thread and one process each and run `--jobs` at a time; timing experiments (latency,
+sparse speed) run alone, after the others, so that nothing else competes for the CPU while they measure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "results"
+RESULTS = ROOT / "RESULTS.md"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    script: str
+    args: tuple[str, ...] = ()
+    minutes: float = 5.0  # estimated, alone on an idle 2-core CPU: the longest start first
+    timing: bool = False  # measures wall-clock speed: run alone
+    issue_item: str = field(default="", compare=False)
+
+
+EXPERIMENTS = (
+    Experiment("random_search_baseline", "Random search as a baseline for sparse NAS", "random_search_baseline.py",
+               minutes=12, issue_item="1"),
+    Experiment("random_pruning_erk", "Random pruning: uniform vs ER vs ERK", "random_pruning_erk.py", minutes=7,
+               issue_item="2"),
+    Experiment("dass", "DASS vs DARTS-then-prune vs random", "dass_vs_baselines.py", minutes=18,
+               issue_item="3"),
+    Experiment("tas", "TAS: FLOP target and distillation", "tas_kd.py", minutes=4, issue_item="4"),
+    Experiment("sparse_ift_mnist", "Sparse-IFT members at iso-FLOP (MNIST)", "sparse_ift_members.py",
+               ("--dataset", "mnist", "--workers", "1"), minutes=11, issue_item="5"),
+    Experiment("sparse_ift_digits", "Sparse-IFT members at iso-FLOP (digits)", "sparse_ift_members.py",
+               ("--dataset", "digits", "--workers", "1"), minutes=4, issue_item="5"),
+    Experiment("nb201", "Strategies on NAS-Bench-201", "nb201_strategies.py", ("--workers", "1"),
+               minutes=21, issue_item="6"),
+    Experiment("latency", "Latency predictor accuracy", "latency_accuracy.py", minutes=4, timing=True,
+               issue_item="7"),
+    Experiment("sparse_speed", "Sparse execution speed", "sparse_speed.py", minutes=1, timing=True,
+               issue_item="7"),
+)
+BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+
+def command(e: Experiment) -> list[str]:
+    return [sys.executable, str(ROOT / "benchmarks" / e.script), *e.args, "--json", str(OUT / f"{e.name}.json")]
+
+
+def run(e: Experiment) -> dict:
+    """Run one experiment; its stdout+stderr go to docs/results/<name>.log. Returns its status record."""
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{e.name}.json").unlink(missing_ok=True)  # a failed run must not leave an older record behind
+    start = time.perf_counter()
+    print(f"[run_all] {e.name}: started", flush=True)
+    with open(OUT / f"{e.name}.log", "w") as log:
+        rc = subprocess.run(command(e), cwd=ROOT / "benchmarks", stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    status = {"rc": rc, "seconds": round(time.perf_counter() - start, 1),
+              "command": " ".join(["python", f"benchmarks/{e.script}", *e.args]),
+              "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    (OUT / f"{e.name}.status.json").write_text(json.dumps(status) + "\n")
+    print(f"[run_all] {e.name}: rc={rc} in {status['seconds']:.0f} s", flush=True)
+    return status
+
+
+def machine() -> str:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return (f"{cpu or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, no GPU used")
+
+
+def _relative(path: str) -> str:
+    p = Path(path)
+    return str((p if p.is_absolute() else ROOT / "benchmarks" / p).resolve().relative_to(ROOT))
+
+
+def section(e: Experiment) -> str:
+    """The RESULTS.md section of one experiment, from its record, status and log."""
+    status_file, record_file = OUT / f"{e.name}.status.json", OUT / f"{e.name}.json"
+    head = f"## {e.issue_item}. {e.title}\n\n"
+    if not status_file.exists():
+        return head + "_Not run yet: `python benchmarks/run_all.py --only " + e.name + "`._\n"
+    status = json.loads(status_file.read_text())
+    meta = (f"`{status['command']}` — {status['seconds'] / 60:.1f} min, finished {status['finished']}; "
+            f"log: [docs/results/{e.name}.log](docs/results/{e.name}.log)\n\n")
+    if status["rc"] != 0 or not record_file.exists():
+        tail = (OUT / f"{e.name}.log").read_text().splitlines()[-15:]
+        return head + meta + f"**Failed** (exit code {status['rc']}). Last lines of the log:\n\n```\n" + \
+            "\n".join(tail) + "\n```\n"
+    record = json.loads(record_file.read_text())
+    figures = "".join(f"\n\n![{Path(f).stem}]({_relative(f)})" for f in record.get("figures", []))
+    result = " ".join(f"{k}={v}" for k, v in record["summary"].items())
+    return head + meta + record.get("markdown", "") + figures + f"\n\n`RESULT {result}`\n"
+
+
+def render() -> None:
+    statuses = [json.loads((OUT / f"{e.name}.status.json").read_text()) for e in EXPERIMENTS
+                if (OUT / f"{e.name}.status.json").exists()]
+    total = sum(s["seconds"] for s in statuses) / 60
+    failed = [e.name for e in EXPERIMENTS if (OUT / f"{e.name}.status.json").exists()
+              and json.loads((OUT / f"{e.name}.status.json").read_text())["rc"] != 0]
+    header = [
+        "# Results",
+        "",
+        "Written by `python benchmarks/run_all.py` from the records its benchmark scripts left in docs/results/ — "
+        "no number here is typed by hand. Small scale, on a CPU: each section says what was scaled down from "
+        "the paper and whether the paper's claim holds here.",
+        "",
+        f"- Machine: {machine()}",
+        f"- Experiments run: {len(statuses)} of {len(EXPERIMENTS)}, {total:.0f} min of script time in all"
+        + (f"; **failed: {', '.join(failed)}**" if failed else ""),
+        "",
+    ]
+    RESULTS.write_text("\n".join(header) + "\n" + "\n".join(section(e) for e in EXPERIMENTS))
+    print(f"[run_all] wrote {RESULTS.relative_to(ROOT)}", flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
+    p.add_argument("--jobs", type=int, default=2, help="training experiments run at once (1 torch thread each)")
+    p.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from docs/results/")
+    args = p.parse_args(argv)
+    unknown = [n for n in args.only.split(",") if n and n not in BY_NAME]
+    if unknown:
+        p.error(f"unknown experiment {unknown[0]!r} (known: {', '.join(BY_NAME)})")
+    chosen = [BY_NAME[n] for n in args.only.split(",") if n] or list(EXPERIMENTS)
+    if not args.render:
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            training = sorted((e for e in chosen if not e.timing), key=lambda e: -e.minutes)
+            statuses = list(pool.map(run, training))
+        statuses += [run(e) for e in chosen if e.timing]
+        render()
+        return 1 if any(s["rc"] for s in statuses) else 0
+    render()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

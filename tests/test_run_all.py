@@ -1,0 +1,46 @@
+"""benchmarks/run_all.py: every experiment script exists and writes a `--json` record, and RESULTS.md is
+assembled only from the records (a failed experiment shows its log, a missing one says so)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import run_all  # noqa: E402
+
+
+@pytest.mark.parametrize("experiment", run_all.EXPERIMENTS, ids=lambda e: e.name)
+def test_every_experiment_is_a_script_with_a_json_record(experiment):
+    script = ROOT / "benchmarks" / experiment.script
+    assert script.exists()
+    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                               cwd=ROOT / "benchmarks", check=True).stdout
+    assert "--json" in help_text
+    for flag in experiment.args[::2]:
+        assert flag in help_text
+
+
+def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
+    out = tmp_path / "docs" / "results"
+    out.mkdir(parents=True)
+    monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    monkeypatch.setattr(run_all, "OUT", out)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "RESULTS.md")
+    figure = out / "dass_curve.png"
+    figure.write_bytes(b"png")
+    (out / "dass.json").write_text(json.dumps({"summary": {"dass_90": 0.8123}, "markdown": "| a |\n|---|\n| 1 |",
+                                               "figures": [str(figure)]}))
+    status = {"rc": 0, "seconds": 90.0, "command": "python benchmarks/dass_vs_baselines.py", "finished": "now"}
+    (out / "dass.status.json").write_text(json.dumps(status))
+    (out / "tas.status.json").write_text(json.dumps(status | {"rc": 1}))
+    (out / "tas.log").write_text("Traceback\nValueError: broken\n")
+    run_all.render()
+    text = (tmp_path / "RESULTS.md").read_text()
+    dass = text.split("DASS vs DARTS")[1].split("\n## ")[0]
+    assert "| a |" in dass and "RESULT dass_90=0.8123" in dass and "(docs/results/dass_curve.png)" in dass
+    tas = text.split("TAS:")[1].split("\n## ")[0]
+    assert "**Failed** (exit code 1)" in tas and "ValueError: broken" in tas
+    assert "Not run yet" in text.split("NAS-Bench-201")[1] and "failed: tas" in text
