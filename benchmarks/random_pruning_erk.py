@@ -255,8 +255,6 @@ def _markdown(args, rows, widths, sparsities, table, headers, tests, shrink, sum
                            "lowers their density relative to the classifier (see the densities), the reverse of "
                            "what helps this small net")
     text = [
-        "## Random pruning: layer-wise allocation (uniform / ER / ERK)",
-        "",
         f"Static random masks at {', '.join(f'{100 * s:g}%' for s in sparsities)} global sparsity, allocated "
         "uniformly, by ER or by ERK (`sparsenas.ops.allocation`), on a 3-conv + linear convnet (BN, all conv and "
         f"linear weights pruned) at width c={base} and c={wide} ({args.wide}× the channels), and the dense net. "
