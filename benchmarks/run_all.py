@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -91,7 +92,10 @@ def machine() -> str:
             f"torch {torch.__version__}, no GPU used")
 
 
-def _relative(path: str) -> str:
+_IMAGE = re.compile(r"!\[([^\]]*)\]\((?![a-z]+:|/)([^)\s]+)\)")  # a figure linked relative to its record
+
+
+def _relative(path: str | Path) -> str:
     p = Path(path)
     return str((p if p.is_absolute() else ROOT / "benchmarks" / p).resolve().relative_to(ROOT))
 
@@ -110,9 +114,11 @@ def section(e: Experiment) -> str:
         return head + meta + f"**Failed** (exit code {status['rc']}). Last lines of the log:\n\n```\n" + \
             "\n".join(tail) + "\n```\n"
     record = json.loads(record_file.read_text())
-    figures = "".join(f"\n\n![{Path(f).stem}]({_relative(f)})" for f in record.get("figures", []))
+    markdown = _IMAGE.sub(lambda m: f"![{m[1]}]({_relative(OUT / m[2])})", record.get("markdown", ""))
+    figures = "".join(f"\n\n![{Path(f).stem}]({_relative(f)})" for f in record.get("figures", [])
+                      if f"({_relative(f)})" not in markdown)
     result = " ".join(f"{k}={v}" for k, v in record["summary"].items())
-    return head + meta + record.get("markdown", "") + figures + f"\n\n`RESULT {result}`\n"
+    return head + meta + markdown + figures + f"\n\n`RESULT {result}`\n"
 
 
 def render() -> None:

@@ -33,6 +33,9 @@ def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
     figure.write_bytes(b"png")
     (out / "dass.json").write_text(json.dumps({"summary": {"dass_90": 0.8123}, "markdown": "| a |\n|---|\n| 1 |",
                                                "figures": [str(figure)]}))
+    (out / "nb201.json").write_text(json.dumps({"summary": {}, "markdown": "see ![curve](nb201_c10.png)",
+                                                "figures": [str(out / "nb201_c10.png")]}))
+    (out / "nb201.status.json").write_text(json.dumps({"rc": 0, "seconds": 1.0, "command": "x", "finished": "now"}))
     status = {"rc": 0, "seconds": 90.0, "command": "python benchmarks/dass_vs_baselines.py", "finished": "now"}
     (out / "dass.status.json").write_text(json.dumps(status))
     (out / "tas.status.json").write_text(json.dumps(status | {"rc": 1}))
@@ -43,4 +46,6 @@ def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
     assert "| a |" in dass and "RESULT dass_90=0.8123" in dass and "(docs/results/dass_curve.png)" in dass
     tas = text.split("TAS:")[1].split("\n## ")[0]
     assert "**Failed** (exit code 1)" in tas and "ValueError: broken" in tas
-    assert "Not run yet" in text.split("NAS-Bench-201")[1] and "failed: tas" in text
+    nb201 = text.split("NAS-Bench-201")[1]
+    assert nb201.count("nb201_c10.png") == 1 and "![curve](docs/results/nb201_c10.png)" in nb201
+    assert "Not run yet" in text.split("Latency predictor")[1] and "failed: tas" in text
