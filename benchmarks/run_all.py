@@ -70,7 +70,8 @@ def run(e: Experiment) -> dict:
     """Run one experiment; its stdout+stderr go to docs/results/<name>.log. Returns its status record."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{e.name}.json").unlink(missing_ok=True)  # a failed run must not leave an older record behind
+    for stale in (f"{e.name}.json", f"{e.name}.status.json"):  # a failed run must not leave an older record
+        (OUT / stale).unlink(missing_ok=True)
     start = time.perf_counter()
     print(f"[run_all] {e.name}: started", flush=True)
     with open(OUT / f"{e.name}.log", "w") as log:
