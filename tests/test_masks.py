@@ -101,7 +101,7 @@ def test_mask_buffer_round_trips_through_state_dict():
     ("space.mask='4:2'", "N <= M"),  # quoted: YAML 1.1 reads a bare 4:2 as the base-60 integer 242
     ("space.mask='2:4'", "N:M does not fit dass"),
     ("space.mask=topk", "unknown mask 'topk'"),
-    ("train.sparse_training=dst", "train.sparse_training must be static, set, rigl or imp"),
+    ("train.sparse_training=dst", "train.sparse_training must be static, set, rigl, imp or hydra"),
     ("train.drop_fraction=1.5", "train.drop_fraction must be in (0, 1)"),
     ("train.mask_baseline=shuffled", "train.mask_baseline must be none or random"),
 ])
