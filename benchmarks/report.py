@@ -80,7 +80,7 @@ def figure_path(args: argparse.Namespace, suffix: str) -> Path | None:
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:
     """A GitHub markdown table; floats with 4 significant decimals unless already formatted as strings."""
-    cell = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
+    cell = lambda v: fmt(v) if not isinstance(v, str) else v  # noqa: E731
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -93,8 +93,9 @@ def finish(args: argparse.Namespace, name: str, rows: list[dict], summary: dict[
         write_json(args.json, {"name": name, "argv": sys.argv[1:], "rows": rows, "summary": summary,
                                "markdown": markdown, "figures": [str(f) for f in figures if f],
                                "extra": extra or {}})
-    print("RESULT " + " ".join(f"{k}={_fmt(v)}" for k, v in summary.items()), flush=True)
+    print("RESULT " + " ".join(f"{k}={fmt(v)}" for k, v in summary.items()), flush=True)
 
 
-def _fmt(v) -> str:
+def fmt(v) -> str:
+    """How a number appears in RESULT lines and tables: floats with 4 decimals."""
     return f"{v:.4f}" if isinstance(v, float) else str(v)

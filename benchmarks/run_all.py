@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from report import fmt
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results"
 RESULTS = ROOT / "RESULTS.md"
@@ -118,8 +120,13 @@ def section(e: Experiment) -> str:
     markdown = _IMAGE.sub(lambda m: f"![{m[1]}]({_relative(OUT / m[2])})", record.get("markdown", ""))
     figures = "".join(f"\n\n![{Path(f).stem}]({_relative(f)})" for f in record.get("figures", [])
                       if f"({_relative(f)})" not in markdown)
-    result = " ".join(f"{k}={v}" for k, v in record["summary"].items())
+    result = " ".join(f"{k}={fmt(v)}" for k, v in record["summary"].items())
     return head + meta + markdown + figures + f"\n\n`RESULT {result}`\n"
+
+
+def _last_full_run() -> dict | None:
+    path = OUT / "run_all.status.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def render() -> None:
@@ -138,6 +145,8 @@ def render() -> None:
         f"- Machine: {machine()}",
         f"- Experiments run: {len(statuses)} of {len(EXPERIMENTS)}, {total:.0f} min of script time in all"
         + (f"; **failed: {', '.join(failed)}**" if failed else ""),
+        *([f"- Last run of all experiments in one command: {full['minutes']:.0f} min wall clock, finished "
+           f"{full['finished']}"] if (full := _last_full_run()) else []),
         "",
     ]
     RESULTS.write_text("\n".join(header) + "\n" + "\n".join(section(e) for e in EXPERIMENTS))
@@ -155,10 +164,15 @@ def main(argv=None) -> int:
         p.error(f"unknown experiment {unknown[0]!r} (known: {', '.join(BY_NAME)})")
     chosen = [BY_NAME[n] for n in args.only.split(",") if n] or list(EXPERIMENTS)
     if not args.render:
+        start = time.perf_counter()
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             training = sorted((e for e in chosen if not e.timing), key=lambda e: -e.minutes)
             statuses = list(pool.map(run, training))
         statuses += [run(e) for e in chosen if e.timing]
+        if len(chosen) == len(EXPERIMENTS):
+            (OUT / "run_all.status.json").write_text(json.dumps({
+                "minutes": round((time.perf_counter() - start) / 60, 1), "jobs": args.jobs,
+                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}) + "\n")
         render()
         return 1 if any(s["rc"] for s in statuses) else 0
     render()
