@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from report import fmt
@@ -39,7 +39,7 @@ class Experiment:
     args: tuple[str, ...] = ()
     minutes: float = 5.0  # estimated, alone on an idle 2-core CPU: the longest start first
     timing: bool = False  # measures wall-clock speed: run alone
-    issue_item: str = field(default="", compare=False)
+    issue_item: str = ""
 
 
 EXPERIMENTS = (
@@ -130,11 +130,10 @@ def _last_full_run() -> dict | None:
 
 
 def render() -> None:
-    statuses = [json.loads((OUT / f"{e.name}.status.json").read_text()) for e in EXPERIMENTS
-                if (OUT / f"{e.name}.status.json").exists()]
-    total = sum(s["seconds"] for s in statuses) / 60
-    failed = [e.name for e in EXPERIMENTS if (OUT / f"{e.name}.status.json").exists()
-              and json.loads((OUT / f"{e.name}.status.json").read_text())["rc"] != 0]
+    statuses = {e.name: json.loads(path.read_text()) for e in EXPERIMENTS
+                if (path := OUT / f"{e.name}.status.json").exists()}
+    total = sum(s["seconds"] for s in statuses.values()) / 60
+    failed = [name for name, s in statuses.items() if s["rc"] != 0]
     header = [
         "# Results",
         "",

@@ -189,7 +189,7 @@ class RigL(_DropGrow):
 
 def _restarting_cosine(step: int, starts: list[int], total: int) -> float:
     """One cosine decay per segment; `starts` are the segments' first steps, the last ends at `total`."""
-    start = max(s for s in starts if s <= step) if step >= starts[0] else starts[0]
+    start = max(s for s in starts if s <= step)
     ends = [s for s in starts if s > start] + [total]
     return 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, ends[0] - start)))
 

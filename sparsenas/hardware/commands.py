@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..space import SearchSpace
+from ..tables import read_table
 from .base import Target, model_io
 from .learned import LearnedLatency, parse_arch
 from .lut import profile, table_path
@@ -31,25 +32,6 @@ def space_and_data(ref: str, overrides: list[str]) -> tuple[SearchSpace, dict]:
     cls = SPACES.get(name)
     options = validate_section("space", values, schema_from_defaults(cls.defaults))
     return cls(**options), validate_section("data", raw.get("data") or {}, CORE["data"])
-
-
-def read_table(path: str, columns: list[str]) -> tuple[list[str], list[dict]]:
-    """The header and rows of a CSV file that must have `columns`; one-line ConfigError otherwise."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
-            for col in columns:
-                if col not in header:
-                    raise ConfigError(f"{path} has no column {col!r} (columns: {', '.join(header) or 'none'})")
-            rows = list(reader)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"{path} is not a readable CSV file: {e}") from None
-    if not rows:
-        raise ConfigError(f"{path} has no rows")
-    return header, rows
 
 
 def _archs(space: SearchSpace, path: str, rows: list[dict], column: str):

@@ -15,7 +15,6 @@ Every op of the cell is counted, also one whose output cannot reach the cell's o
 """
 from __future__ import annotations
 
-import csv
 import functools
 import re
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..space import Arch, Categorical, register_space
+from ..tables import read_table
 from .trained import TrainedSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -70,29 +70,16 @@ def parse_arch_str(text: str) -> Arch:
 @functools.lru_cache(maxsize=8)
 def _load_table(path: str, mtime: float, signal: str, final: str) -> dict[str, tuple[float, float]]:
     """{arch_str: (signal, final)} — read once per process (the cache key includes the file's mtime)."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            columns = reader.fieldnames or []
-            for col, key in (("arch_str", None), (signal, "signal"), (final, "final")):
-                if col not in columns:
-                    what = f"column {col!r}" + (f" (space.{key})" if key else "")
-                    raise ConfigError(f"NB201 table {path} has no {what}; columns: {', '.join(columns)}")
-            table = {}
-            for n, row in enumerate(reader, start=2):
-                try:
-                    label = (row["arch_str"] or "").strip()
-                    if not ARCH_STR.fullmatch(label):
-                        raise ValueError
-                    table[label] = (float(row[signal]), float(row[final]))
-                except (TypeError, ValueError):
-                    raise ConfigError(f"NB201 table {path} line {n}: bad row {row.get('arch_str')!r}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read NB201 table {path}: {e.strerror or e}") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"NB201 table {path} is not a readable CSV: {e}") from None
-    if not table:
-        raise ConfigError(f"NB201 table {path} has no rows")
+    _, rows = read_table(path, ["arch_str", signal, final], hints={signal: "space.signal", final: "space.final"})
+    table = {}
+    for n, row in enumerate(rows, start=2):
+        try:
+            label = (row["arch_str"] or "").strip()
+            if not ARCH_STR.fullmatch(label):
+                raise ValueError
+            table[label] = (float(row[signal]), float(row[final]))
+        except (TypeError, ValueError):
+            raise ConfigError(f"NB201 table {path} line {n}: bad row {row.get('arch_str')!r}") from None
     return table
 
 
