@@ -156,6 +156,7 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def _resolve_search(args) -> tuple[dict, Path]:
     from .config import load_preset, resolve
+    from .rundir import refuse_symlinks
     from .space import SPACES
     from .strategies import STRATEGIES
     from . import spaces  # noqa: F401
@@ -167,6 +168,7 @@ def _resolve_search(args) -> tuple[dict, Path]:
         run_dir = runs_dir / args.name
         if not (run_dir / "config.yaml").is_file() or not (run_dir / "state").is_dir():
             raise ConfigError(f"--resume: {run_dir} is not a sparsenas run (no config.yaml and state/)")
+        refuse_symlinks(run_dir)
         try:
             saved = yaml.safe_load((run_dir / "config.yaml").read_text())
         except yaml.YAMLError:
@@ -203,19 +205,24 @@ def _resolve_search(args) -> tuple[dict, Path]:
 def cmd_search(args) -> int:
     from .config import dump
     from .journal import write_atomic
+    from .rundir import RunLock, refuse_symlinks
     from .search import Search
 
     config, run_dir = _resolve_search(args)
     search = Search(config, run_dir, progress=not args.quiet)  # validates every component first
     fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "config.yaml", dump(config))
-    try:
-        results = search.run()
-    except ConfigError:
-        if fresh and not (run_dir / "trials.jsonl").exists():  # refused before any trial (e.g. no Ray cluster)
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    with RunLock(run_dir):  # one process writes a run; a second one is refused here, having written nothing
+        if not args.resume and (run_dir / "config.yaml").exists():
+            raise ConfigError(f"{run_dir} was just created by another search; use --resume or another --name")
+        refuse_symlinks(run_dir)
+        write_atomic(run_dir / "config.yaml", dump(config))
+        try:
+            results = search.run()
+        except ConfigError:
+            if fresh and not (run_dir / "trials.jsonl").exists():  # refused before any trial (e.g. no Ray cluster)
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     best = search.objective.best(results)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "infeasible")}
     print(f"{len(results)} trials ({counts['ok']} ok, {counts['failed']} failed, {counts['infeasible']} infeasible) "
@@ -269,7 +276,7 @@ def _import_plugins(modules: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser, args = build_parser(), None
     try:
         args = parser.parse_args(argv)
         _import_plugins(args.allow_import)
@@ -280,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sparsenas: interrupted (resume with --resume)", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine, not the input: a full disk, a lost permission (the journal stays whole)
+        print(f"sparsenas: error: {e}" + (" (a search continues with --resume)" if getattr(args, "command", None) == "search" else ""),
+              file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001
         from .search import SearchAborted
 

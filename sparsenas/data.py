@@ -17,6 +17,39 @@ from .registry import Registry
 DATASETS: Registry = Registry("dataset")
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles containers of NumPy arrays and nothing else: `data.path` comes from a run's config.yaml on
+    `--resume`, so a dataset pickle is input that must not be able to run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not a NumPy array part")
+        return super().find_class(module, name)
+
+
+def load_arrays_pickle(f, where: str):
+    """A pickle of NumPy arrays (in tuples, lists and dicts) from the open binary file `f`; anything else —
+    another class, object arrays, a corrupt file — is a one-line ConfigError naming `where`."""
+    try:
+        data = _ArraysOnly(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, OSError) as e:
+        raise ConfigError(f"{where} is not a pickle of NumPy arrays ({e})".splitlines()[0]) from None
+
+    def objects(x):
+        if isinstance(x, np.ndarray):
+            return x.dtype.hasobject
+        items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+        return any(objects(v) for v in items)
+
+    if objects(data):
+        raise ConfigError(f"{where} holds object arrays; only numeric NumPy arrays are read")
+    return data
+
+
 @dataclass(frozen=True)
 class Splits:
     """Train / validation / test tensors; x is (N, C, H, W) float32, y int64."""
@@ -86,7 +119,7 @@ def _mnist(path, val_fraction, test_fraction):
     shape = (1, 28, 28)
     if p.is_file():
         with gzip.open(p) as f:
-            train, valid, test = pickle.load(f, encoding="latin1")
+            train, valid, test = load_arrays_pickle(f, f"dataset 'mnist': {p}")
         return tuple(_tensors(x, y, shape) for x, y in (train, valid, test)), 10
     x = _read_idx(_find(p, "train-images-idx3-ubyte")) / 255.0
     y = _read_idx(_find(p, "train-labels-idx1-ubyte"))
@@ -110,7 +143,7 @@ def _cifar10(path, val_fraction, test_fraction):
         if not f.exists():
             raise ConfigError(f"dataset 'cifar10': {f} not found")
         with open(f, "rb") as fh:
-            d = pickle.load(fh, encoding="latin1")
+            d = load_arrays_pickle(fh, f"dataset 'cifar10': {f}")
         return np.asarray(d["data"], dtype=np.float32) / 255.0, np.asarray(d["labels"])
 
     parts = [batch(f"data_batch_{i}") for i in range(1, 6)]

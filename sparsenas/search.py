@@ -1,21 +1,22 @@
 """The search loop: ask → submit → wait → journal → tell, checkpointed so that `--resume` loses nothing.
 
-Checkpoint (state/checkpoint.pkl, written atomically after every ask and every tell): the strategy's
-state_dict, the trials asked but not finished (re-run on resume with the same arch and seed), and the
-trials already told (journal records beyond them are told on resume). With the local executor a killed
-and resumed search therefore follows the same trajectory as an uninterrupted one.
+Checkpoint (state/checkpoint.json, plain JSON written atomically after every ask and every tell; see
+`checkpoint`): the strategy's state_dict, the trials asked but not finished (re-run on resume with the same
+arch and seed), and the trials already told (journal records beyond them are told on resume). With the local
+executor a killed and resumed search therefore follows the same trajectory as an uninterrupted one. The budget
+counts distinct finished trials: journal lines that are unreadable, duplicated or outside the space are set
+aside by `Journal.load` and their trials run again.
 """
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from . import spaces  # noqa: F401 — registers the built-in spaces
+from . import checkpoint, spaces  # noqa: F401 — spaces registers the built-in spaces
 from .errors import ConfigError
 from .evaluation import TrialTask, trial_seed
 from .execution import EXECUTORS
@@ -64,28 +65,27 @@ class Search:
         self.executor_cls = EXECUTORS.get(config["execution"]["executor"])
         self.progress = progress
         self.journal = Journal(self.run_dir / "trials.jsonl")
-        self.checkpoint_path = self.run_dir / "state" / "checkpoint.pkl"
+        self.checkpoint_path = self.run_dir / "state" / "checkpoint.json"
 
     # -- checkpoint -------------------------------------------------------------------------------
     def _save(self) -> None:
         state = {"strategy": self.strategy.state_dict(), "next_trial": self.next_trial,
-                 "pending": {t: (dict(task.arch), task.seed) for t, task in self.pending.items()},
+                 "pending": [[t, dict(task.arch), task.seed] for t, task in self.pending.items()],
                  "told": sorted(self.told)}
-        write_atomic(self.checkpoint_path, pickle.dumps(state))
+        checkpoint.save(self.checkpoint_path, state, space=self.space.name, strategy=self.strategy.name)
 
     def _restore(self) -> list[TrialTask]:
         """Load the checkpoint and journal; return the tasks that must run again."""
-        self.results = self.journal.load()
+        legacy = self.checkpoint_path.with_suffix(".pkl")
+        if legacy.exists() and not self.checkpoint_path.exists():
+            raise ConfigError(f"{self.run_dir} was written by an older sparsenas whose checkpoint ({legacy.name}) "
+                              "cannot be loaded safely; start a new run (report still reads this one)")
+        self.results = self.journal.load(validate=lambda r: self.space.validate(r.arch))
         self.pending: dict[int, TrialTask] = {}
         self.told: set[int] = set()
         self.next_trial = 0
         if self.checkpoint_path.exists():
-            state = pickle.loads(self.checkpoint_path.read_bytes())
-            self.strategy.load_state_dict(state["strategy"])
-            self.next_trial = state["next_trial"]
-            self.told = set(state["told"])
-            self.pending = {t: TrialTask(t, self.space.validate(arch), seed)
-                            for t, (arch, seed) in state["pending"].items()}
+            self._load_checkpoint()
         done = {r.trial for r in self.results}
         for r in sorted(self.results, key=lambda r: r.trial):
             if r.trial not in self.told:
@@ -94,6 +94,19 @@ class Search:
             self.pending.pop(r.trial, None)
         self.next_trial = max([self.next_trial, *(t + 1 for t in done)])
         return [self.pending[t] for t in sorted(self.pending)]
+
+    def _load_checkpoint(self) -> None:
+        state = checkpoint.load(self.checkpoint_path, space=self.space.name, strategy=self.strategy.name)
+        try:
+            self.strategy.load_state_dict(state["strategy"])
+            self.next_trial = int(state["next_trial"])
+            self.told = {int(t) for t in state["told"]}
+            self.pending = {int(t): TrialTask(int(t), self.space.validate(arch), int(seed))
+                            for t, arch, seed in state["pending"]}
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise ConfigError(f"checkpoint {self.checkpoint_path} does not fit this run's "
+                              f"{self.strategy.name} strategy or {self.space.name} space ({type(e).__name__}: {e})"
+                              .splitlines()[0]) from None
 
     # -- loop -------------------------------------------------------------------------------------
     def run(self) -> list[TrialResult]:
@@ -112,7 +125,7 @@ class Search:
             for task in retry:
                 executor.submit(task)
             while len(self.results) < budget:
-                while executor.running() < executor.capacity and self.next_trial < budget:
+                while executor.running() < executor.capacity and len(self.results) + len(self.pending) < budget:
                     arch = self.strategy.ask()
                     if arch is None:
                         break

@@ -43,7 +43,7 @@ def test_search_writes_the_run_directory_contract(runs):
     assert best["metrics"]["val_acc"] == max(r["metrics"]["val_acc"] for r in recs)
     assert (run / "pareto.csv").read_text().startswith("trial,arch_id,val_acc,flops_sparse")
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
-    assert (run / "state" / "checkpoint.pkl").is_file()
+    assert json.loads((run / "state" / "checkpoint.json").read_text())["format"] == 2
 
 
 def test_sparsity_matches_the_keep_ratios(runs):

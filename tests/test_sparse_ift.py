@@ -190,7 +190,7 @@ def test_search_cli_writes_the_run_contract(runs):
         assert abs(m["flops_sparse"] / dense - 1) < 0.01
         assert r["label"].startswith("resnet:")
     assert (run / "best.json").is_file() and (run / "config.yaml").is_file()
-    assert (run / "state" / "checkpoint.pkl").is_file()
+    assert (run / "state" / "checkpoint.json").is_file()
 
 
 @pytest.mark.parametrize("method", ["rigl", "set"])

@@ -270,7 +270,7 @@ def test_cli_random_search_on_tas_writes_the_run_contract(runs):
     for r in recs:
         assert {"val_acc", "test_acc", "flops", "params", "teacher_val_acc"} <= set(r["metrics"])
         assert r["label"].startswith("stem")
-    for name in ("config.yaml", "best.json", "pareto.csv", "state/checkpoint.pkl"):
+    for name in ("config.yaml", "best.json", "pareto.csv", "state/checkpoint.json"):
         assert (run / name).is_file()
 
 

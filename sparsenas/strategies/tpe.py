@@ -12,13 +12,12 @@ known result at once and the sampler is asked again (up to `max_retries` times, 
 enqueued), so no budget is spent on re-evaluations.
 
 Defaults are Optuna's (`multivariate: null` = Optuna's choice: multivariate TPE for one objective, independent
-for several). Resume is exact: `state_dict` holds the pickled sampler (with its RNG state) and every Optuna trial; loading
-rebuilds the study from them.
+for several). Resume is exact: `state_dict` holds the RNG states of the sampler and every Optuna trial as plain data;
+loading rebuilds the study from them (no pickle: a checkpoint is input).
 """
 from __future__ import annotations
 
 import math
-import pickle
 import warnings
 
 import numpy as np
@@ -156,13 +155,58 @@ class TPE(Strategy):
 
     # -- state --------------------------------------------------------------------------------------------
     def state_dict(self):
-        return {"sampler": pickle.dumps(self.study.sampler), "trials": self.study.get_trials(deepcopy=True),
+        return {"sampler_rngs": [list(rng.get_state()) for rng in sampler_rngs(self.study.sampler)],
+                "trials": [trial_to_dict(t) for t in self.study.get_trials(deepcopy=False)],
                 "pending": {k: list(v) for k, v in self.pending.items()}, "known": dict(self.known),
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state):
-        self.study = self._new_study(pickle.loads(state["sampler"]))
-        self.study.add_trials(state["trials"])
+        sampler = self._new_sampler()
+        rngs = sampler_rngs(sampler)
+        if len(rngs) != len(state["sampler_rngs"]):
+            raise ValueError(f"{len(state['sampler_rngs'])} sampler RNG states for {len(rngs)} RNGs")
+        for rng, saved in zip(rngs, state["sampler_rngs"]):
+            rng.set_state(tuple(saved))
+        self.study = self._new_study(sampler)
+        self.study.add_trials([trial_from_dict(t) for t in state["trials"]])
         self.pending = {k: list(v) for k, v in state["pending"].items()}
         self.known = dict(state["known"])
         self.rng.bit_generator.state = state["rng"]
+
+
+def sampler_rngs(sampler) -> list[np.random.RandomState]:
+    """Every NumPy RandomState a sampler draws from (Optuna keeps them, lazily made, in `_rng` attributes of the
+    sampler and of its helpers), in a fixed order; together with the trials they are the sampler's state."""
+    from optuna.samplers._lazy_random_state import LazyRandomState
+
+    found: dict[int, np.random.RandomState] = {}
+
+    def walk(obj, depth: int) -> None:
+        for _, value in sorted(vars(obj).items()):
+            if isinstance(value, LazyRandomState):
+                found.setdefault(id(value.rng), value.rng)
+            elif depth < 3 and type(value).__module__.startswith("optuna.") and hasattr(value, "__dict__"):
+                walk(value, depth + 1)
+
+    walk(sampler, 0)
+    return list(found.values())
+
+
+def trial_to_dict(trial) -> dict:
+    """An Optuna FrozenTrial as plain data (Optuna's own JSON form of its distributions)."""
+    from optuna.distributions import distribution_to_json
+
+    return {"state": trial.state.name, "values": trial.values, "params": trial.params,
+            "distributions": {k: distribution_to_json(d) for k, d in trial.distributions.items()},
+            "user_attrs": trial.user_attrs, "system_attrs": trial.system_attrs,
+            "intermediate_values": {str(k): v for k, v in trial.intermediate_values.items()}}
+
+
+def trial_from_dict(data: dict):
+    from optuna.distributions import json_to_distribution
+    from optuna.trial import TrialState, create_trial
+
+    return create_trial(state=TrialState[data["state"]], values=data["values"], params=data["params"],
+                        distributions={k: json_to_distribution(d) for k, d in data["distributions"].items()},
+                        user_attrs=data["user_attrs"], system_attrs=data["system_attrs"],
+                        intermediate_values={int(k): v for k, v in data["intermediate_values"].items()})
