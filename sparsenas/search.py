@@ -80,12 +80,15 @@ class Search:
         if legacy.exists() and not self.checkpoint_path.exists():
             raise ConfigError(f"{self.run_dir} was written by an older sparsenas whose checkpoint ({legacy.name}) "
                               "cannot be loaded safely; start a new run (report still reads this one)")
+        state = None
+        if self.checkpoint_path.exists():  # read (or refused) before the journal is repaired
+            state = checkpoint.load(self.checkpoint_path, space=self.space.name, strategy=self.strategy.name)
         self.results = self.journal.load(validate=lambda r: self.space.validate(r.arch))
         self.pending: dict[int, TrialTask] = {}
         self.told: set[int] = set()
         self.next_trial = 0
-        if self.checkpoint_path.exists():
-            self._load_checkpoint()
+        if state is not None:
+            self._load_state(state)
         done = {r.trial for r in self.results}
         for r in sorted(self.results, key=lambda r: r.trial):
             if r.trial not in self.told:
@@ -95,8 +98,7 @@ class Search:
         self.next_trial = max([self.next_trial, *(t + 1 for t in done)])
         return [self.pending[t] for t in sorted(self.pending)]
 
-    def _load_checkpoint(self) -> None:
-        state = checkpoint.load(self.checkpoint_path, space=self.space.name, strategy=self.strategy.name)
+    def _load_state(self, state: dict) -> None:
         try:
             self.strategy.load_state_dict(state["strategy"])
             self.next_trial = int(state["next_trial"])
