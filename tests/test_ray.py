@@ -152,6 +152,17 @@ def test_trial_larger_than_any_node_is_a_config_error(cluster, tmp_path):
         search(tmp_path, execution={"cpus_per_trial": 3})
 
 
+def test_default_workers_fill_the_cluster(cluster):
+    from sparsenas.execution.ray import workers
+
+    def default(cpus, gpus=0):
+        return workers({"workers": None, "cpus_per_trial": cpus, "gpus_per_trial": gpus})
+
+    assert (default(1), default(0.5), default(2), default(1.5), default(3)) == (4, 8, 2, 2, 1)  # 2 nodes x 2 CPU
+    assert default(1, gpus=1) == 1  # no GPU anywhere: at least one (check_resources refuses it before)
+    assert workers({"workers": 3, "cpus_per_trial": 1, "gpus_per_trial": 0}) == 3  # an explicit --workers wins
+
+
 def test_tune_executor_journals_every_trial_and_survives_a_dying_worker(cluster, tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()

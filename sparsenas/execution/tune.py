@@ -43,7 +43,7 @@ from ..journal import TrialResult
 from ..space import Arch, SearchSpace
 from ..strategies import Strategy
 from .base import Executor
-from .ray import TrialSpec, connect, worker_id
+from .ray import TrialSpec, connect, worker_id, workers
 
 RECORD = "sparsenas_record"  # final report: the whole TrialResult as JSON
 METRICS = "sparsenas_metrics"  # per-epoch report: the metrics so far as JSON
@@ -176,7 +176,8 @@ class TuneExecutor(Executor):
         self._finished_any = False
         self._error: BaseException | None = None
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment banner on stdout
-        self._owns_ray = connect(execution)
+        self._local = connect(execution)
+        self._workers = workers(execution)
         metric, mode = objective.names[0], "max" if objective.signs[0] > 0 else "min"
         searcher = self._searcher = StrategySearcher(space, self._next_task, lambda t, r: self._results.put(r),
                                                      metric, mode)
@@ -186,7 +187,7 @@ class TuneExecutor(Executor):
         self._storage = tempfile.mkdtemp(prefix="sparsenas-tune-")
         self._tuner = Tuner(
             trainable,
-            tune_config=TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=execution["workers"],
+            tune_config=TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=self._workers,
                                    reuse_actors=True,
                                    scheduler=make_scheduler(execution, context.train["epochs"], metric, mode)),
             run_config=RunConfig(name="sparsenas", storage_path=self._storage, verbose=0,
@@ -197,7 +198,7 @@ class TuneExecutor(Executor):
 
     @property
     def capacity(self) -> int:
-        return self.execution["workers"]
+        return self._workers
 
     def submit(self, task: TrialTask) -> None:
         self._tasks.put(task)
@@ -233,11 +234,9 @@ class TuneExecutor(Executor):
         if hasattr(self, "_thread"):
             self._thread.join(timeout=60)
             shutil.rmtree(self._storage, ignore_errors=True)
-        if self._owns_ray:
-            import ray
-
-            ray.shutdown()
-            self._owns_ray = False
+        if self._local is not None:
+            self._local.stop()
+            self._local = None
 
     def _next_task(self):
         """Tune asks for a trial. With none of ours running, Tune would sleep 1 s before asking again, so
