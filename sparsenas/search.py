@@ -17,6 +17,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import checkpoint, spaces  # noqa: F401 — spaces registers the built-in spaces
+from .config import dump
 from .errors import ConfigError
 from .evaluation import TrialTask, trial_seed
 from .execution import EXECUTORS
@@ -112,11 +113,19 @@ class Search:
 
     # -- loop -------------------------------------------------------------------------------------
     def run(self) -> list[TrialResult]:
+        # the executor first: a Ray cluster that cannot be reached is refused before anything is written
+        executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"])
+        try:
+            return self._run(executor)
+        finally:
+            executor.close()
+
+    def _run(self, executor) -> list[TrialResult]:
         (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
-        retry = self._restore()
+        retry = self._restore()  # a checkpoint or journal that cannot be resumed is refused here
+        write_atomic(self.run_dir / "config.yaml", dump(self.config))
         budget = self.config["search"]["budget"]
         max_failures = self.config["search"]["max_failures"]
-        executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"])
         tb = TensorBoardLogger(self.run_dir / "tb", self.objective)
         self.strategy.bind(self.context, self.run_dir / "state", tb.log_epoch)
         bar = tqdm(total=budget, initial=len(self.results), disable=not self.progress, unit="trial",
@@ -149,7 +158,6 @@ class Search:
         finally:
             bar.close()
             tb.close()
-            executor.close()
         return self.results
 
     def _record(self, result: TrialResult, tb: TensorBoardLogger) -> None:
