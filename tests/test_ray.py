@@ -13,9 +13,11 @@ ray = pytest.importorskip("ray")
 from ray import cloudpickle  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from sparsenas.config import resolve  # noqa: E402
+from sparsenas.config import CORE, resolve  # noqa: E402
+from sparsenas.execution import EXECUTORS  # noqa: E402
 from sparsenas.search import Search  # noqa: E402
 from sparsenas.space import SPACES, Categorical, SearchSpace  # noqa: E402
+from sparsenas.testing import check_executor  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
 
@@ -224,3 +226,12 @@ def test_strategy_searcher_drives_a_plain_tune_experiment(cluster, tmp_path):
     assert sorted(r.trial for r in told) == [0, 1, 2, 3, 4]
     assert all(r.status == "ok" and r.metrics["val_acc"] == r.arch["x"] / 8 for r in told)
     assert len({r.arch_id for r in told}) == 5
+
+
+@pytest.mark.parametrize("name", [n for n in EXECUTORS.names() if n != "local"])
+def test_ray_executors_pass_the_conformance_suite(cluster, name):
+    """sparsenas.testing.check_executor on the cluster (the local executor runs it in test_conformance.py)."""
+
+    execution = {**{k: f.default for k, f in CORE["execution"].items()}, "executor": name, "workers": 3}
+    results = check_executor(lambda *args: EXECUTORS.get(name)(*args, execution))
+    assert {node(r.worker) for r in results} <= cluster

@@ -172,7 +172,7 @@ def test_tpe_tells_optuna_constraints_failures_and_several_objectives(sampler):
 def test_opgfn_learning_phase_on_every_space_resumes_identically(space_name):
     """The conformance suite stops before opgfn's first round; here rounds (and a re-init) run on every space."""
     from sparsenas.space import SPACES
-    from test_strategies import OBJECTIVE, drive
+    from sparsenas.testing import OBJECTIVE, drive
 
     space = SPACES.get(space_name)()
     options = dict(init_samples=3, batch_size=2, train_steps=2, train_steps_init=2, replay_steps=1, hidden=8,
