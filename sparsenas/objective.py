@@ -31,6 +31,17 @@ class Objective:
     def from_config(cls, cfg: dict) -> "Objective":
         return cls(cfg["maximize"], cfg["minimize"], cfg["constraints"], cfg.get("reference"))
 
+    def check_metrics(self, produced: frozenset[str] | None) -> None:
+        """ConfigError when an objective or a constraint names a metric outside `produced` (the metrics the
+        run's trials can have; None: unknown, not checked)."""
+        if produced is None:
+            return
+        for where, names in (("objective", self.names), ("objective.constraints", self.constraints)):
+            unknown = [n for n in names if n not in produced]
+            if unknown:
+                raise ConfigError(f"{where} metric {unknown[0]!r} is never produced by this run "
+                                  f"(its metrics: {', '.join(sorted(produced))})")
+
     @property
     def multi(self) -> bool:
         return len(self.names) > 1

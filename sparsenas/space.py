@@ -157,6 +157,11 @@ class SearchSpace:
         """Compact human-readable form of an arch."""
         return ",".join(f"{k}={v}" for k, v in arch.items())
 
+    def metrics(self) -> frozenset[str] | None:
+        """Names of the metrics this space's trials produce (cheap and evaluated), so that an objective naming
+        another one is refused before a run starts; None (the default, e.g. a plug-in) leaves that unchecked."""
+        return None
+
     def prepare(self, context: "EvalContext") -> None:
         """Load and check what evaluation needs (data, tables) before a run writes anything;
         raises ConfigError on bad input."""

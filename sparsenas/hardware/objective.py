@@ -38,6 +38,10 @@ class LatencyObjective:
         self.predictor = predictor
         self.target_ms, self.exponent = cfg["reward_target_ms"], cfg["reward_exponent"]
 
+    def metrics(self) -> frozenset[str]:
+        """Names of the metrics it adds to a trial's."""
+        return frozenset({"latency_ms"} | ({"latency_reward"} if self.target_ms is not None else set()))
+
     def cheap_metrics(self, arch: Arch) -> dict[str, float]:
         return {"latency_ms": float(self.predictor.predict(arch))}
 

@@ -201,6 +201,9 @@ class NB201Space(TrainedSpace):
             raise ConfigError(f"cannot read NB201 table {path}: {e.strerror}") from None
         return _load_table(path, mtime, self.options["signal"], self.options["final"])
 
+    def metrics(self):
+        return frozenset({"flops", "params", "val_acc", "test_acc"}) if self.tabular else super().metrics()
+
     def prepare(self, context):
         self.table() if self.tabular else super().prepare(context)
 

@@ -209,6 +209,9 @@ class NodeSubnetSpace(TrainedSpace):
         return {"sparsity": 1 - weights / full, "weights": float(weights),
                 **{f"kept_h{g}": float(len(k)) for g, k in enumerate(kept)}}
 
+    def metrics(self):
+        return super().metrics() | {"weights", *(f"kept_h{g}" for g in range(len(self.hidden)))}
+
     def cheap_metrics(self, arch: Arch, context: EvalContext) -> dict[str, float]:
         data = load_data(context.data)
         return {**super().cheap_metrics(arch, context), **self.node_metrics(arch, data.input_shape, data.num_classes)}

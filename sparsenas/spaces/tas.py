@@ -209,6 +209,9 @@ class TasSpace(TrainedSpace, SuperNet):
         return TasSupernetSearch(self, context, seed, options)
 
     # -- evaluation with knowledge distillation ------------------------------------------------------
+    def metrics(self):
+        return super().metrics() | (TEACHER_METRICS if self.options["distill"] else frozenset())
+
     def evaluate(self, arch: Arch, seed: int, context: EvalContext, on_epoch=None) -> dict[str, float]:
         if not self.options["distill"]:
             return super().evaluate(arch, seed, context, on_epoch)
@@ -236,3 +239,4 @@ class TasSpace(TrainedSpace, SuperNet):
 
 
 _TEACHERS: dict[str, tuple[nn.Module, dict[str, float]]] = {}
+TEACHER_METRICS = frozenset({"teacher_val_acc", "teacher_test_acc"})

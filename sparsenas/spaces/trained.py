@@ -10,8 +10,15 @@ from ..space import Arch, EvalContext, SearchSpace
 from ..training import resolve_device, train_and_evaluate
 
 
+TRAIN_METRICS = frozenset({"val_acc", "test_acc", "train_loss", "train_time_s"})  # of train_and_evaluate
+COUNT_METRICS = frozenset({"params", "nnz", "flops", "flops_sparse", "sparsity"})  # of count_model
+
+
 class TrainedSpace(SearchSpace):
     """Subclasses implement `build(arch, input_shape, num_classes)`; evaluation trains it."""
+
+    def metrics(self) -> frozenset[str]:
+        return TRAIN_METRICS | COUNT_METRICS
 
     def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         raise NotImplementedError
