@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
-
-import yaml
 
 from .errors import ConfigError
 
@@ -67,7 +66,7 @@ def _add_export(sub) -> None:
         "layers as torch.sparse CSR where that is faster, channel-sparse layers as smaller dense layers, N:M layers "
         "semi-structured on CUDA (compute capability >= 8.0) or dense. Writes OUT/model.pt and OUT/export.json."))
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (runs/<name>)")
-    p.add_argument("--trial", type=int, help="trial number to export (default: the one in best.json)")
+    p.add_argument("--trial", type=int, help="trial number to export (default: the best trial, the one in best.json)")
     p.add_argument("--out", help="output directory (default: RUN_DIR/export-trial<N>)")
     p.add_argument("--epochs", type=int, help="retraining epochs (default: the run's train.epochs)")
     p.add_argument("--csr", choices=("auto", "always", "never"), default="auto",
@@ -154,8 +153,23 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+def _run_dir(runs_dir: Path, name: str) -> Path:
+    """runs_dir/name, checked as a place a run can be written (a plain, printable name the OS accepts; a
+    runs-dir that is a writable directory or can be made one)."""
+    from .paths import output_dir
+
+    if name in ("", ".", "..") or "/" in name or not name.isprintable():
+        raise ConfigError(f"--name must be a plain directory name, got {name!r}")
+    return output_dir(runs_dir / name, "run directory")
+
+
+def _named(fragment: dict, section: str):
+    values = fragment.get(section)
+    return values.get("name") if isinstance(values, dict) else None
+
+
 def _resolve_search(args) -> tuple[dict, Path]:
-    from .config import load_preset, resolve
+    from .config import load_preset, read_yaml_file, resolve
     from .rundir import refuse_symlinks
     from .space import SPACES
     from .strategies import STRATEGIES
@@ -165,24 +179,20 @@ def _resolve_search(args) -> tuple[dict, Path]:
     if args.resume:
         if not args.name:
             raise ConfigError("--resume needs --name RUN (the run to continue)")
-        run_dir = runs_dir / args.name
+        run_dir = _run_dir(runs_dir, args.name)
         if not (run_dir / "config.yaml").is_file() or not (run_dir / "state").is_dir():
             raise ConfigError(f"--resume: {run_dir} is not a sparsenas run (no config.yaml and state/)")
         refuse_symlinks(run_dir)
-        try:
-            saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        except yaml.YAMLError:
-            raise ConfigError(f"--resume: {run_dir}/config.yaml is not valid YAML") from None
-        fragments = [saved]
+        saved = resolve([read_yaml_file(run_dir / "config.yaml", "--resume: run config")])
         for kind, ref in (("search_spaces", args.space), ("strategies", args.strategy)):
             if ref is not None:
                 section = "space" if kind == "search_spaces" else "strategy"
-                wanted = load_preset(kind, ref, SPACES if section == "space" else STRATEGIES).get(section, {})
-                if wanted.get("name") != saved.get(section, {}).get("name"):
+                wanted = _named(load_preset(kind, ref, SPACES if section == "space" else STRATEGIES), section)
+                if wanted != saved[section]["name"]:
                     raise ConfigError(f"--resume: run {args.name!r} used {section} "
-                                      f"{saved.get(section, {}).get('name')!r}, not {wanted.get('name')!r}")
-        config = resolve(fragments + _flag_fragments(args))
-        changed = [k for k in _changed_keys(resolve(fragments), config)
+                                      f"{saved[section]['name']!r}, not {wanted!r}")
+        config = resolve([saved] + _flag_fragments(args))
+        changed = [k for k in _changed_keys(saved, config)
                    if not any(k == r or k.startswith(r + ".") for r in RESUMABLE)]
         if changed:
             raise ConfigError(f"--resume cannot change {changed[0]} (only {', '.join(RESUMABLE)})")
@@ -192,14 +202,24 @@ def _resolve_search(args) -> tuple[dict, Path]:
         raise ConfigError("search needs --space and --strategy (or --resume --name RUN)")
     fragments = [load_preset("search_spaces", args.space, SPACES), load_preset("strategies", args.strategy, STRATEGIES)]
     config = resolve(fragments + _flag_fragments(args))
-    name = args.name or "{}-{}-{}".format(config["space"]["name"], config["strategy"]["name"],
-                                          datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    if "/" in name or name in ("", ".", ".."):
-        raise ConfigError(f"--name must be a plain directory name, got {name!r}")
-    run_dir = runs_dir / name
-    if run_dir.exists() and any(run_dir.iterdir()):
+    name = args.name if args.name is not None else "{}-{}-{}".format(
+        config["space"]["name"], config["strategy"]["name"], datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    run_dir = _run_dir(runs_dir, name)
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} already exists; use --resume to continue it or choose another --name")
     return config, run_dir
+
+
+def _check_runnable(search) -> None:
+    """What no component can check alone: the objective against the metrics the space and the latency predictor
+    produce, and the config against this machine."""
+    from .config import check_machine
+
+    check_machine(search.config)
+    produced = search.space.metrics()
+    if produced is not None and search.context.latency is not None:
+        produced = produced | search.context.latency.metrics()
+    search.objective.check_metrics(produced)
 
 
 def cmd_search(args) -> int:
@@ -210,8 +230,12 @@ def cmd_search(args) -> int:
 
     config, run_dir = _resolve_search(args)
     search = Search(config, run_dir, progress=not args.quiet)  # validates every component first
+    _check_runnable(search)
     fresh = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create run directory {run_dir}: {e.strerror}") from None
     with RunLock(run_dir):  # one process writes a run; a second one is refused here, having written nothing
         if not args.resume and (run_dir / "config.yaml").exists():
             raise ConfigError(f"{run_dir} was just created by another search; use --resume or another --name")
@@ -230,6 +254,11 @@ def cmd_search(args) -> int:
     if best is not None:
         shown = ", ".join(f"{k}={best.metrics[k]:.4g}" for k in search.objective.names)
         print(f"best: trial {best.trial} {shown}\n  {best.label}")
+    if results and counts["failed"] == len(results):
+        first = (results[0].error or "").splitlines()
+        print(f"sparsenas: every trial failed; the first with: {first[0] if first else 'no error recorded'}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -275,12 +304,24 @@ def _import_plugins(modules: list[str]) -> None:
             raise ConfigError(f"--allow-import {module}: {e}") from None
 
 
+def _stdout_closed() -> int:
+    """The reader of stdout has gone (`sparsenas report RUN | head`): stop quietly, as the Python docs advise —
+    stdout goes to devnull so that the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, args = build_parser(), None
     try:
         args = parser.parse_args(argv)
         _import_plugins(args.allow_import)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that went away (`| head`) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except ConfigError as e:
         print(f"sparsenas: error: {e}", file=sys.stderr)
         return 2

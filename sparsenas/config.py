@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -51,7 +52,7 @@ OPT_STR = (str, type(None))
 CORE: dict[str, dict[str, Field]] = {
     "search": {
         "budget": Field(10, (int,), _positive, "must be >= 1"),
-        "seed": Field(0, (int,), _non_negative, "must be >= 0"),
+        "seed": Field(0, (int,), lambda v: 0 <= v < 2 ** 32, "must be in 0..4294967295"),
         "max_failures": Field(None, OPT_INT, _positive, "must be >= 1"),
         "trial_timeout_s": Field(None, OPT_NUM, _positive, "must be > 0"),
     },
@@ -222,18 +223,25 @@ def _load_yaml(text: str, where: str) -> dict:
     return data
 
 
+def read_yaml_file(path, what: str) -> dict:
+    """The mapping in the YAML file `path`; one line (ConfigError) naming `what` and the path if it cannot be
+    read, is not UTF-8 text or not YAML, or holds something else than a mapping."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start})") from None
+    return _load_yaml(text, f"{what} {path}")
+
+
 def load_preset(kind: str, ref: str, registry) -> dict:
     """A config fragment from a preset name, a YAML file, or a bare registered name."""
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
-        path = Path(ref)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read {kind} file {ref}: {e.strerror}") from None
-        return _load_yaml(text, str(path))
+        return read_yaml_file(ref, f"{kind} file")
     preset = _preset_dir(kind) / f"{ref}.yaml"
     if preset.is_file():
-        return _load_yaml(preset.read_text(), f"preset {ref}")
+        return _load_yaml(preset.read_text(encoding="utf-8"), f"preset {ref}")
     registry.get(ref)  # raises with the known names
     section = "space" if kind == "search_spaces" else "strategy"
     return {section: {"name": ref}}
@@ -325,3 +333,38 @@ def _normalise_objective(obj: dict) -> None:
 
 def dump(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def check_device(device: str, what: str = "execution.device") -> None:
+    """ConfigError for a device this machine does not have."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{what}=cuda but CUDA is not available on this machine")
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+LOCAL_RESOURCES = {"cpus_per_trial": ("CPUs", _cpus), "gpus_per_trial": ("CUDA GPUs", _gpus)}
+
+
+def check_machine(config: dict) -> None:
+    """ConfigError when a resolved config asks this machine for what it lacks: CUDA for trials that run here
+    (no execution.address), or, for the local executor, more CPUs or GPUs per trial than it has."""
+    execution = config["execution"]
+    if not execution["address"]:
+        check_device(execution["device"])
+    if execution["executor"] != "local":
+        return  # Ray checks a trial's resources against its nodes
+    for key, (unit, available) in LOCAL_RESOURCES.items():
+        have = available()
+        if execution[key] > have:
+            raise ConfigError(f"execution.{key}={execution[key]:g} but this machine has {have} {unit}")

@@ -269,16 +269,18 @@ def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
 
 
 # -- exporting a run ---------------------------------------------------------------------------------------
-def _chosen_trial(run_dir: Path, trial: int | None):
+def _chosen_trial(run_dir: Path, config: dict, trial: int | None):
+    """The record of trial `trial`, by default the best (the one best.json names), read without touching the
+    journal (a search may be writing it)."""
     from .journal import Journal
+    from .objective import Objective
 
-    records = {r.trial: r for r in Journal(run_dir / "trials.jsonl").load()}
+    records = {r.trial: r for r in Journal(run_dir / "trials.jsonl").read()}
     if trial is None:
-        ok = [r for r in records.values() if r.ok]
-        best_path = run_dir / "best.json"
-        if not ok or not best_path.is_file():
+        best = Objective.from_config(config["objective"]).best(list(records.values()))
+        if best is None:
             raise ConfigError(f"{run_dir} has no successful trial to export")
-        trial = json.loads(best_path.read_text())["trial"]
+        trial = best.trial
     if trial not in records:
         raise ConfigError(f"{run_dir} has no trial {trial} (trials: 0..{max(records, default=-1)})")
     if not records[trial].ok:
@@ -299,18 +301,13 @@ def _build(config: dict, arch, seed: int, input_shape, num_classes: int) -> nn.M
 
 
 def _load_config(run_dir: Path) -> dict:
-    import yaml
-
     from . import spaces  # noqa: F401  (registers the spaces)
-    from .config import resolve
+    from .config import read_yaml_file, resolve
 
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml)")
-    try:
-        return resolve([yaml.safe_load(path.read_text())])
-    except yaml.YAMLError:
-        raise ConfigError(f"{path} is not valid YAML") from None
+    return resolve([read_yaml_file(path, "run config")])
 
 
 def _portable(plan: dict) -> dict:
@@ -320,18 +317,23 @@ def _portable(plan: dict) -> dict:
 
 def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None = None, csr: str = "auto",
                device: str = "cpu", log=print) -> dict:
-    """Retrain the chosen trial's architecture and write the deployable module; returns export.json's dict."""
+    """Retrain the chosen trial's architecture and write the deployable module; returns export.json's dict.
+    Everything the user gives is checked before retraining."""
+    from .config import check_device
+    from .paths import output_dir
     from .training import resolve_device, train_and_evaluate
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} does not exist")
     config = _load_config(run_dir)
-    record = _chosen_trial(run_dir, trial)
+    record = _chosen_trial(run_dir, config, trial)
     if epochs is not None:
         if epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")
         config["train"]["epochs"] = epochs
+    out = output_dir(out if out is not None else run_dir / f"export-trial{record.trial}", "--out")
+    check_device(device, "--device")
     device = resolve_device(device)
     from .data import load_data
 
@@ -346,7 +348,6 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
     if not diff < 1e-4:
         raise RuntimeError(f"exported model differs from the masked model by {diff:.3g} (> 1e-4)")
     portable, _ = to_deployable(model, plan=_portable(plan))
-    out = Path(out) if out is not None else run_dir / f"export-trial{record.trial}"
     out.mkdir(parents=True, exist_ok=True)
     torch.save(portable.cpu().state_dict(), out / "model.pt")
     layers = [row.as_dict() for row in count_layers(model.cpu(), data.input_shape)]

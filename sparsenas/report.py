@@ -3,16 +3,14 @@ text, and the figures pareto.png and trajectory.png (several runs — e.g. strat
 drawn together in each figure)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from .errors import ConfigError
-from .journal import TrialResult
+from .journal import Journal, TrialResult
 from .objective import Objective
+from .paths import output_dir
 
 
 @dataclass
@@ -30,29 +28,20 @@ class Run:
 
 
 def load_run(run_dir: Path) -> Run:
+    from .config import read_yaml_file
+
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "trials.jsonl").is_file():
         raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml and trials.jsonl)")
+    config = read_yaml_file(run_dir / "config.yaml", "run config")
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        names = [config[section]["name"] for section in ("space", "strategy")]
         objective = Objective.from_config(config["objective"])
-    except (yaml.YAMLError, KeyError, TypeError):
-        raise ConfigError(f"{run_dir}/config.yaml is not a sparsenas run config") from None
-    return Run(run_dir, config, objective, read_journal(run_dir / "trials.jsonl"))
-
-
-def read_journal(path: Path) -> list[TrialResult]:
-    """The complete records of a journal, read only: unlike `Journal.load` (the search's resume path), this
-    never cuts a torn last line off the file, which may be a line a running search is writing right now."""
-    results = []
-    for line in path.read_bytes().splitlines(keepends=True):
-        try:
-            if not line.endswith(b"\n"):
-                raise ValueError("torn last line")
-            results.append(TrialResult.from_record(json.loads(line)))
-        except (ValueError, KeyError, TypeError):
-            break
-    return results
+    except (KeyError, TypeError, ConfigError):
+        names = None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{run_dir}/config.yaml is not a sparsenas run config")
+    return Run(run_dir, config, objective, Journal(run_dir / "trials.jsonl").read())
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -151,14 +140,17 @@ def write_plots(runs: Sequence[Run], out_dir: Path) -> list[Path]:
 def run_report(run_dirs: Sequence[Path], top: int = 10, out: Path | None = None) -> str:
     """What `sparsenas report` prints: each run's report, a comparison of several runs, the figures written
     (to `out`, default the first run directory)."""
+    if top < 0:
+        raise ConfigError(f"--top must be >= 0, got {top}")
     runs = [load_run(d) for d in run_dirs]
     _check_comparable(runs)
+    out = output_dir(out if out is not None else runs[0].path, "--out")
     parts = [_run_text(run, top) for run in runs]
     if len(runs) > 1:
         parts.append("comparison:\n" + compare(runs))
     if not any(r.ok for run in runs for r in run.results):
         parts.append("no figures written: no successful trial yet")
     else:
-        written = write_plots(runs, Path(out) if out is not None else runs[0].path)
+        written = write_plots(runs, out)
         parts.append("wrote " + ", ".join(str(p) for p in written))
     return "\n\n".join(parts)

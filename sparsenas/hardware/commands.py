@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import output_file
 from ..space import SearchSpace
 from ..tables import read_table
 from .base import Target, model_io
@@ -48,7 +49,7 @@ def cmd_profile(args) -> int:
     space, data = space_and_data(args.space, args.overrides)
     target = Target(args.device, args.batch_size, args.threads, args.dtype, args.mode)
     io = model_io(space, data)
-    out = Path(args.out) if args.out else table_path(space, target, io, args.cache_dir)
+    out = output_file(args.out or table_path(space, target, io, args.cache_dir), "--out" if args.out else "--cache-dir")
     for key, value in (("--archs", args.archs), ("--calibration", args.calibration)):
         if value < 0 or (key == "--archs" and value < 1):
             raise ConfigError(f"{key} must be >= {1 if key == '--archs' else 0}, got {value}")
@@ -61,6 +62,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    output_file(args.out, "--out")
     space, _ = space_and_data(args.space, args.overrides)
     _, rows = read_table(args.table, [args.arch_column, args.latency_column])
     archs = _archs(space, args.table, rows, args.arch_column)
@@ -82,6 +84,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    output_file(args.out, "--out")
     predictor = LearnedLatency.load(args.predictor)
     header, rows = read_table(args.table, [args.arch_column])
     archs = _archs(predictor.space, args.table, rows, args.arch_column)

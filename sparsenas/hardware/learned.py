@@ -175,7 +175,7 @@ class LearnedLatency(LatencyPredictor):
             model = data["model"]
         except OSError as e:
             raise ConfigError(f"cannot read latency predictor {path}: {e.strerror}") from None
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # AttributeError: JSON of the wrong shape
             if isinstance(e, ConfigError):
                 raise
             raise ConfigError(f"{path} is not a learned latency predictor (made by 'sparsenas latency fit')") from None
