@@ -92,7 +92,7 @@ CORE: dict[str, dict[str, Field]] = {
     },
     "execution": {
         "executor": Field("local", (str,)),
-        "workers": Field(1, (int,), _positive, "must be >= 1"),
+        "workers": Field(None, OPT_INT, _positive, "must be >= 1"),
         "address": Field(None, OPT_STR),
         "device": Field("auto", (str,), lambda v: v in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
         "cpus_per_trial": Field(1, NUM, _positive, "must be > 0"),
@@ -314,6 +314,9 @@ def _normalise_objective(obj: dict) -> None:
         names = [obj[key]] if isinstance(obj[key], str) else obj[key]
         if not all(isinstance(n, str) and n for n in names):
             raise ConfigError(f"objective.{key} must be a metric name or a list of names, got {obj[key]!r}")
+        twice = [n for n in names if names.count(n) > 1]
+        if twice:
+            raise ConfigError(f"objective.{key} names {twice[0]!r} more than once")
         obj[key] = list(names)
     if not obj["maximize"] and not obj["minimize"]:
         raise ConfigError("objective needs at least one metric in maximize or minimize")

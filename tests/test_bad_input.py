@@ -61,6 +61,7 @@ def _not_utf8_space(tmp_path):
     (["--set", "objective.maximize=[bogus]"], None, "objective metric 'bogus' is never produced"),
     (["--set", "objective.minimize=[latency_ms]"], None, "objective metric 'latency_ms' is never produced"),
     (["--set", "objective.constraints={bogus: [0, 1]}"], None, "objective.constraints metric 'bogus'"),
+    (["--set", "objective.maximize=[val_acc, val_acc]"], None, "names 'val_acc' more than once"),
     (["--set", "execution.cpus_per_trial=1e12"], None, "but this machine has"),
     (["--set", "execution.gpus_per_trial=64"], None, "but this machine has"),
     (["--seed", 2 ** 40, "--strategy", "tpe"], None, "search.seed must be in 0..4294967295"),
