@@ -32,7 +32,8 @@ from report import add_json_argument, finish, markdown_table  # noqa: E402
 
 from sparsenas import spaces  # noqa: E402,F401
 from sparsenas.hardware import ModelIO, Target  # noqa: E402
-from sparsenas.hardware.base import build_model, example_input, runnable, threads, time_ms  # noqa: E402
+from sparsenas.hardware.base import build_model, example_input, runnable, threads  # noqa: E402
+from sparsenas.ops.timing import time_ms  # noqa: E402
 from sparsenas.hardware.kernels import replay_ms  # noqa: E402
 from sparsenas.hardware.learned import LearnedLatency  # noqa: E402
 from sparsenas.hardware.lut import LutLatency, profile  # noqa: E402

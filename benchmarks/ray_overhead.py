@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sparsenas.config import resolve
+from sparsenas.assemble import resolve
 from sparsenas.search import Search
 from sparsenas.space import Int, SearchSpace, register_space
 

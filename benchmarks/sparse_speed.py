@@ -2,7 +2,7 @@
 
 For a Linear 1024×1024 (batch 256) and a linear-heavy MLP (1024 → 2048 → 2048 → 1024 → 10, batch 256) at
 50/80/90/95/99% unstructured (magnitude) sparsity: the dense twin, the masked model (W ⊙ mask every
-forward) and the exported model (`sparsenas.export.to_deployable`, CSR where timed faster), median ms of
+forward) and the exported model (`sparsenas.ops.deploy.to_deployable`, CSR where timed faster), median ms of
 `--reps` runs after warm-up at a fixed thread count, the three run in turn in each repetition. speedup = dense ms / exported ms.
 
     nice -n 10 python benchmarks/sparse_speed.py [--threads 1] [--reps 15]
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from report import add_json_argument, finish, markdown_table
-from sparsenas.export import max_abs_diff, median_ms, to_deployable
+from sparsenas.ops.deploy import max_abs_diff, to_deployable
+from sparsenas.ops.timing import median_ms
 from sparsenas.ops import SparseLinear
 
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.99)
@@ -93,7 +94,7 @@ def markdown(rows: list[dict], args) -> str:
                      + ("masking alone saves no time, the speedup comes only from the export."
                         if median >= 0.95 else "masking alone is faster than dense here (unexpected: likely noise)."))
     return (f"Masked dense vs exported sparse execution on this CPU (torch {torch.__version__}, {args.threads} "
-            f"thread(s), batch {BATCH}, magnitude masks; `sparsenas.export.to_deployable` turns a sparse linear "
+            f"thread(s), batch {BATCH}, magnitude masks; `sparsenas.ops.deploy.to_deployable` turns a sparse linear "
             f"into CSR where it times faster): median of {args.reps} runs, the three models run in turn in each "
             f"repetition. Timings depend on the load of the machine while it ran.\n\n{table}\n\n"
             + "\n".join(lines))

@@ -3,13 +3,26 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
+from .assemble import resolve
+from .config import check_machine, dump, load_preset, parse_override, read_yaml_file
 from .errors import ConfigError
+from .export import export_run, format_plan
+from .hardware.commands import COMMANDS
+from .journal import write_atomic
+from .paths import output_dir
+from .report import run_report
+from .rundir import RunLock, refuse_symlinks
+from .search import Search, SearchAborted
+from .space import SPACES
+from .strategies import STRATEGIES
+from .tensorboard_server import serve
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,8 +148,6 @@ RESUMABLE = ("search.budget", "search.max_failures", "search.trial_timeout_s", "
 
 
 def _flag_fragments(args) -> list[dict]:
-    from .config import parse_override
-
     flags = [f"{key}={json.dumps(getattr(args, attr))}" for attr, key in FLAG_KEYS.items()
              if getattr(args, attr) is not None]
     return [parse_override(item) for item in [*flags, *args.overrides]]
@@ -156,8 +167,6 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
 def _run_dir(runs_dir: Path, name: str) -> Path:
     """runs_dir/name, checked as a place a run can be written (a plain, printable name the OS accepts; a
     runs-dir that is a writable directory or can be made one)."""
-    from .paths import output_dir
-
     if name in ("", ".", "..") or "/" in name or not name.isprintable():
         raise ConfigError(f"--name must be a plain directory name, got {name!r}")
     return output_dir(runs_dir / name, "run directory")
@@ -169,12 +178,6 @@ def _named(fragment: dict, section: str):
 
 
 def _resolve_search(args) -> tuple[dict, Path]:
-    from .config import load_preset, read_yaml_file, resolve
-    from .rundir import refuse_symlinks
-    from .space import SPACES
-    from .strategies import STRATEGIES
-    from . import spaces  # noqa: F401
-
     runs_dir = Path(args.runs_dir)
     if args.resume:
         if not args.name:
@@ -213,8 +216,6 @@ def _resolve_search(args) -> tuple[dict, Path]:
 def _check_runnable(search) -> None:
     """What no component can check alone: the objective against the metrics the space and the latency predictor
     produce, and the config against this machine."""
-    from .config import check_machine
-
     check_machine(search.config)
     produced = search.space.metrics()
     if produced is not None and search.context.latency is not None:
@@ -223,11 +224,6 @@ def _check_runnable(search) -> None:
 
 
 def cmd_search(args) -> int:
-    from .config import dump
-    from .journal import write_atomic
-    from .rundir import RunLock, refuse_symlinks
-    from .search import Search
-
     config, run_dir = _resolve_search(args)
     search = Search(config, run_dir, progress=not args.quiet)  # validates every component first
     _check_runnable(search)
@@ -263,16 +259,12 @@ def cmd_search(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import run_report
-
     print(run_report([Path(d) for d in args.run_dirs], top=args.top,
                      out=Path(args.out) if args.out is not None else None))
     return 0
 
 
 def cmd_export(args) -> int:
-    from .export import export_run, format_plan
-
     info = export_run(Path(args.run_dir), trial=args.trial, out=args.out, epochs=args.epochs, csr=args.csr,
                       device=args.device)
     print(format_plan(info["plan"]))
@@ -283,20 +275,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_latency(args) -> int:
-    from .hardware.commands import COMMANDS
-
     return COMMANDS[args.latency_command](args)
 
 
 def cmd_tensorboard(args) -> int:
-    from .tensorboard_server import serve
-
     return serve(Path(args.run_dir), args.port)
 
 
 def _import_plugins(modules: list[str]) -> None:
-    import importlib
-
     for module in modules:
         try:
             importlib.import_module(module)
@@ -333,8 +319,6 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001
-        from .search import SearchAborted
-
         if isinstance(e, SearchAborted):
             print(f"sparsenas: {e}", file=sys.stderr)
             return 1

@@ -1,42 +1,25 @@
-"""Resolved run configuration: defaults ← space preset ← strategy preset ← CLI flags ← `--set` overrides.
+"""Run configuration: defaults ← space preset ← strategy preset ← CLI flags ← `--set` overrides.
 
-Every key is checked against a schema (core sections below; `space` and `strategy` against the chosen
-class's `defaults`) so that a typo or a wrong type fails before anything is written, with one line.
+Presets and YAML files are read and merged here, and the core sections checked against their schema (CORE)
+so that a typo or a wrong type fails before anything is written, with one line. Nothing here looks a name up
+in a registry: `sparsenas.assemble.resolve` completes the check (`space` and `strategy` against the chosen
+class's `defaults`, and every registered name) and builds the run's parts.
 """
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
 
+import torch
 import yaml
 
+from . import presets
 from .errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Field:
-    default: Any
-    types: tuple[type, ...]
-    check: Callable[[Any], bool] | None = None
-    rule: str = ""
-
-
-def _positive(v):
-    return v is None or v > 0
-
-
-def _non_negative(v):
-    return v is None or v >= 0
-
-
-def _fraction(v):
-    return 0 < v < 1
+from .schema import NUM, OPT_INT, OPT_NUM, OPT_STR, Field, fraction, non_negative, number_ok, positive, show, \
+    type_ok, validate_section
+from .schema import schema_from_defaults  # noqa: F401 — until strategies/differentiable.py imports it from .schema
 
 
 def _phase_weights(v):
@@ -44,39 +27,34 @@ def _phase_weights(v):
     return len(v) == 3 == len(numbers) and v[1] > 0
 
 
-NUM = (int, float)
-OPT_INT = (int, type(None))
-OPT_NUM = (int, float, type(None))
-OPT_STR = (str, type(None))
-
 CORE: dict[str, dict[str, Field]] = {
     "search": {
-        "budget": Field(10, (int,), _positive, "must be >= 1"),
+        "budget": Field(10, (int,), positive, "must be >= 1"),
         "seed": Field(0, (int,), lambda v: 0 <= v < 2 ** 32, "must be in 0..4294967295"),
-        "max_failures": Field(None, OPT_INT, _positive, "must be >= 1"),
-        "trial_timeout_s": Field(None, OPT_NUM, _positive, "must be > 0"),
+        "max_failures": Field(None, OPT_INT, positive, "must be >= 1"),
+        "trial_timeout_s": Field(None, OPT_NUM, positive, "must be > 0"),
     },
     "data": {
         "name": Field("digits", (str,)),
         "path": Field(None, OPT_STR),
-        "val_fraction": Field(0.25, NUM, _fraction, "must be in (0, 1)"),
-        "test_fraction": Field(0.25, NUM, _fraction, "must be in (0, 1)"),
-        "limit": Field(None, OPT_INT, _positive, "must be >= 1"),
-        "downsample": Field(1, (int,), _positive, "must be an integer >= 1"),
+        "val_fraction": Field(0.25, NUM, fraction, "must be in (0, 1)"),
+        "test_fraction": Field(0.25, NUM, fraction, "must be in (0, 1)"),
+        "limit": Field(None, OPT_INT, positive, "must be >= 1"),
+        "downsample": Field(1, (int,), positive, "must be an integer >= 1"),
     },
     "train": {
-        "epochs": Field(5, (int,), _positive, "must be >= 1"),
-        "batch_size": Field(64, (int,), _positive, "must be >= 1"),
-        "lr": Field(0.05, NUM, _positive, "must be > 0"),
-        "momentum": Field(0.9, NUM, _non_negative, "must be >= 0"),
-        "weight_decay": Field(3e-4, NUM, _non_negative, "must be >= 0"),
-        "score_lr": Field(0.1, NUM, _positive, "must be > 0"),
-        "grad_clip": Field(5.0, OPT_NUM, _positive, "must be > 0"),
+        "epochs": Field(5, (int,), positive, "must be >= 1"),
+        "batch_size": Field(64, (int,), positive, "must be >= 1"),
+        "lr": Field(0.05, NUM, positive, "must be > 0"),
+        "momentum": Field(0.9, NUM, non_negative, "must be >= 0"),
+        "weight_decay": Field(3e-4, NUM, non_negative, "must be >= 0"),
+        "score_lr": Field(0.1, NUM, positive, "must be > 0"),
+        "grad_clip": Field(5.0, OPT_NUM, positive, "must be > 0"),
         # sparse training and the random-mask baseline (sparsenas/sparse_training.py)
         "sparse_training": Field("static", (str,), lambda v: v in ("static", "set", "rigl", "imp", "hydra"),
                                  "must be static, set, rigl, imp or hydra"),
-        "update_interval": Field(100, (int,), _positive, "must be >= 1"),
-        "drop_fraction": Field(0.3, NUM, _fraction, "must be in (0, 1)"),
+        "update_interval": Field(100, (int,), positive, "must be >= 1"),
+        "drop_fraction": Field(0.3, NUM, fraction, "must be in (0, 1)"),
         "stop_fraction": Field(0.75, NUM, lambda v: 0 < v <= 1, "must be in (0, 1]"),
         "imp_rounds": Field(3, (int,), lambda v: v >= 2, "must be >= 2"),
         "rewind_fraction": Field(0.0, NUM, lambda v: 0 <= v < 1, "must be in [0, 1)"),
@@ -92,18 +70,18 @@ CORE: dict[str, dict[str, Field]] = {
     },
     "execution": {
         "executor": Field("local", (str,)),
-        "workers": Field(None, OPT_INT, _positive, "must be >= 1"),
+        "workers": Field(None, OPT_INT, positive, "must be >= 1"),
         "address": Field(None, OPT_STR),
         "device": Field("auto", (str,), lambda v: v in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
-        "cpus_per_trial": Field(1, NUM, _positive, "must be > 0"),
-        "gpus_per_trial": Field(0, NUM, _non_negative, "must be >= 0"),
+        "cpus_per_trial": Field(1, NUM, positive, "must be > 0"),
+        "gpus_per_trial": Field(0, NUM, non_negative, "must be >= 0"),
         # ray / tune executors: retries of a trial whose worker died, driver-side kill limit per attempt,
         # how long to wait for a first worker, and tune's trial scheduler (asha: early stopping per epoch)
-        "retries": Field(1, (int,), _non_negative, "must be >= 0"),
-        "kill_timeout_s": Field(None, OPT_NUM, _positive, "must be > 0"),
-        "start_timeout_s": Field(120.0, NUM, _positive, "must be > 0"),
+        "retries": Field(1, (int,), non_negative, "must be >= 0"),
+        "kill_timeout_s": Field(None, OPT_NUM, positive, "must be > 0"),
+        "start_timeout_s": Field(120.0, NUM, positive, "must be > 0"),
         "scheduler": Field("fifo", (str,), lambda v: v in ("fifo", "asha"), "must be fifo or asha"),
-        "asha_grace_period": Field(1, (int,), _positive, "must be >= 1"),
+        "asha_grace_period": Field(1, (int,), positive, "must be >= 1"),
         "asha_reduction_factor": Field(3.0, NUM, lambda v: v > 1, "must be > 1"),
     },
     # hardware latency predictor → cheap metric latency_ms (sparsenas/hardware; checked by normalise_latency_config)
@@ -111,78 +89,23 @@ CORE: dict[str, dict[str, Field]] = {
         "predictor": Field(None, OPT_STR),  # null (no latency_ms), measured, lut or learned
         "version": Field(None, OPT_STR),  # filled in from the predictor: every latency_ms of a run is from it
         "device": Field("cpu", (str,)),
-        "batch_size": Field(1, (int,), _positive, "must be >= 1"),
-        "threads": Field(1, (int,), _positive, "must be >= 1"),
+        "batch_size": Field(1, (int,), positive, "must be >= 1"),
+        "threads": Field(1, (int,), positive, "must be >= 1"),
         "dtype": Field("float32", (str,)),
         "mode": Field("exported", (str,)),  # exported (what `sparsenas export` deploys) or masked (dense)
         "file": Field(None, OPT_STR),  # lut: a table (default: found in cache_dir); learned: P.json
         "cache_dir": Field(None, OPT_STR),  # lut tables (default ~/.cache/sparsenas)
-        "warmup": Field(5, (int,), _non_negative, "must be >= 0"),  # measured
-        "repeats": Field(20, (int,), _positive, "must be >= 1"),  # measured
-        "reward_target_ms": Field(None, OPT_NUM, _positive, "must be > 0"),  # MnasNet reward latency_reward
+        "warmup": Field(5, (int,), non_negative, "must be >= 0"),  # measured
+        "repeats": Field(20, (int,), positive, "must be >= 1"),  # measured
+        "reward_target_ms": Field(None, OPT_NUM, positive, "must be > 0"),  # MnasNet reward latency_reward
         "reward_exponent": Field(-0.07, NUM),
     },
 }
 SECTIONS = ("space", "strategy", *CORE)
 
 
-def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool):
-        return bool in types
-    if isinstance(value, int) and float in types:
-        return True
-    return isinstance(value, types)
-
-
-def _inferred_types(default: Any) -> tuple[type, ...]:
-    if default is None:
-        return (object,)
-    if isinstance(default, float):
-        return NUM
-    return (type(default),)
-
-
-def _number_ok(value: Any) -> bool:
-    return not isinstance(value, float) or math.isfinite(value)
-
-
-def _show(key: str) -> str:
-    """A key as it can stand in a one-line message."""
-    return key if key.isprintable() else repr(key)
-
-
-def validate_section(section: str, values: dict, schema: dict[str, Field]) -> dict:
-    """Check `values` against `schema` and return it completed with defaults."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(schema))
-    if unknown:
-        raise ConfigError(f"unknown config key {section}.{_show(unknown[0])} (known: {', '.join(sorted(schema))})")
-    out = {}
-    for key, field in schema.items():
-        value = values.get(key, copy.deepcopy(field.default))
-        if not _type_ok(value, field.types) or not _number_ok(value):
-            want = " or ".join("null" if t is type(None) else t.__name__ for t in field.types)
-            raise ConfigError(f"{section}.{key} must be {want}, got {value!r}")
-        if field.check is not None and value is not None and not field.check(value):
-            raise ConfigError(f"{section}.{key} {field.rule}, got {value!r}")
-        if isinstance(value, int) and not isinstance(value, bool) and isinstance(field.default, float):
-            value = float(value)
-        out[key] = value
-    return out
-
-
-def schema_from_defaults(defaults: dict[str, Any]) -> dict[str, Field]:
-    """Schema of a plug-in's options: each key typed by its default value."""
-    return {k: Field(v, _inferred_types(v)) for k, v in defaults.items()}
-
-
-def _preset_dir(kind: str):
-    return resources.files(f"sparsenas.presets.{kind}")
-
-
 def preset_names(kind: str) -> list[str]:
-    return sorted(p.name[:-5] for p in _preset_dir(kind).iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in presets.folder(kind).iterdir() if p.name.endswith(".yaml"))
 
 
 class SafeLoader(yaml.SafeLoader):
@@ -239,7 +162,7 @@ def load_preset(kind: str, ref: str, registry) -> dict:
     """A config fragment from a preset name, a YAML file, or a bare registered name."""
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
         return read_yaml_file(ref, f"{kind} file")
-    preset = _preset_dir(kind) / f"{ref}.yaml"
+    preset = presets.folder(kind) / f"{ref}.yaml"
     if preset.is_file():
         return _load_yaml(preset.read_text(encoding="utf-8"), f"preset {ref}")
     registry.get(ref)  # raises with the known names
@@ -275,11 +198,8 @@ def parse_override(item: str) -> dict:
     return value
 
 
-def resolve(fragments: list[dict]) -> dict:
-    """Merge fragments over the core defaults and validate everything; returns the full config."""
-    from .space import SPACES
-    from .strategies import STRATEGIES
-
+def merge_fragments(fragments: list[dict]) -> dict:
+    """The fragments merged in order (later wins), each section checked to be a known mapping."""
     raw: dict = {"space": {}, "strategy": {}}
     for fragment in fragments:
         unknown = sorted(set(fragment) - set(SECTIONS))
@@ -289,27 +209,16 @@ def resolve(fragments: list[dict]) -> dict:
             if not isinstance(values, dict):
                 raise ConfigError(f"config section {section!r} must be a mapping, got {values!r}")
         raw = merge(raw, fragment)
-    config = {section: validate_section(section, raw.get(section, {}), schema) for section, schema in CORE.items()}
-    for section, registry in (("space", SPACES), ("strategy", STRATEGIES)):
-        values = dict(raw[section])
-        name = values.pop("name", None)
-        if not isinstance(name, str):
-            raise ConfigError(f"{section}.name is required (choose from: {', '.join(registry.names())})")
-        cls = registry.get(name)
-        config[section] = {"name": name, **validate_section(section, values, schema_from_defaults(cls.defaults))}
-    _normalise_objective(config["objective"])
-    from .hardware import normalise_latency_config
-
-    normalise_latency_config(config["latency"])
-    from .execution import EXECUTORS
-    from .data import DATASETS
-
-    EXECUTORS.get(config["execution"]["executor"])
-    DATASETS.get(config["data"]["name"])
-    return {s: config[s] for s in SECTIONS}
+    return raw
 
 
-def _normalise_objective(obj: dict) -> None:
+def validate_core(raw: dict) -> dict:
+    """The core sections of a merged config checked against CORE and completed with defaults. The `space`,
+    `strategy` and registry names are checked by `sparsenas.assemble.resolve`."""
+    return {section: validate_section(section, raw.get(section, {}), schema) for section, schema in CORE.items()}
+
+
+def normalise_objective(obj: dict) -> None:
     for key in ("maximize", "minimize"):
         names = [obj[key]] if isinstance(obj[key], str) else obj[key]
         if not all(isinstance(n, str) and n for n in names):
@@ -324,9 +233,9 @@ def _normalise_objective(obj: dict) -> None:
     if both:
         raise ConfigError(f"objective metric {sorted(both)[0]!r} is both maximized and minimized")
     for name, bounds in obj["constraints"].items():
-        name = _show(str(name))
+        name = show(str(name))
         ok = (isinstance(bounds, list) and len(bounds) == 2
-              and all(b is None or (_type_ok(b, NUM) and _number_ok(b)) for b in bounds))
+              and all(b is None or (type_ok(b, NUM) and number_ok(b)) for b in bounds))
         if not ok:
             raise ConfigError(f"objective.constraints.{name} must be [low, high] (null for open), got {bounds!r}")
         low, high = bounds
@@ -340,8 +249,6 @@ def dump(config: dict) -> str:
 
 def check_device(device: str, what: str = "execution.device") -> None:
     """ConfigError for a device this machine does not have."""
-    import torch
-
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{what}=cuda but CUDA is not available on this machine")
 
@@ -351,8 +258,6 @@ def _cpus() -> int:
 
 
 def _gpus() -> int:
-    import torch
-
     return torch.cuda.device_count()
 
 

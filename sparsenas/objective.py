@@ -8,6 +8,11 @@ from .errors import ConfigError
 from .journal import TrialResult
 
 
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """`a` Pareto-dominates `b` (higher is better in every coordinate): no worse anywhere, better somewhere."""
+    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+
 class Objective:
     """`maximize` and `minimize` metric names, and `constraints` {metric: [low, high]} (null = open).
 
@@ -80,8 +85,7 @@ class Objective:
         points = [(r, self.values(r)) for r in results if self.values(r) is not None]
         front = []
         for r, v in points:
-            dominated = any(all(o >= x for o, x in zip(w, v)) and any(o > x for o, x in zip(w, v))
-                            for _, w in points)
+            dominated = any(dominates(w, v) for _, w in points)
             if not dominated and all(f.arch_id != r.arch_id for f in front):
                 front.append(r)
         return sorted(front, key=lambda r: r.trial)

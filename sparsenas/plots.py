@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .journal import TrialResult
-from .objective import Objective
+from .objective import Objective, dominates
 
 COST_METRICS = ("flops_sparse", "latency_ms", "nnz", "params", "flops")  # x of a single-objective front
 
@@ -39,8 +39,7 @@ def front_axes(objective: Objective, results: Sequence[TrialResult]) -> tuple[tu
 
 def _front_2d(points: list[tuple[float, float, int]], sx: float, sy: float) -> list[tuple[float, float, int]]:
     """Non-dominated points of (x, y) under the signs sx, sy, sorted by x."""
-    front = [p for p in points if not any(sx * q[0] >= sx * p[0] and sy * q[1] >= sy * p[1]
-                                          and (sx * q[0] > sx * p[0] or sy * q[1] > sy * p[1]) for q in points)]
+    front = [p for p in points if not any(dominates((sx * q[0], sy * q[1]), (sx * p[0], sy * p[1])) for q in points)]
     return sorted(set(front))
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .config import read_yaml_file
 from .errors import ConfigError
 from .journal import Journal, TrialResult
 from .objective import Objective
@@ -28,8 +29,6 @@ class Run:
 
 
 def load_run(run_dir: Path) -> Run:
-    from .config import read_yaml_file
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "trials.jsonl").is_file():
         raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml and trials.jsonl)")
@@ -55,11 +54,6 @@ def _counts(results: Sequence[TrialResult]) -> dict[str, int]:
 
 def _reference_text(objective: Objective, reference: Sequence[float]) -> str:
     return ", ".join(f"{n}={s * r:.4g}" for n, s, r in zip(objective.names, objective.signs, reference))
-
-
-def report(run_dir: Path, top: int = 10) -> str:
-    """The text report of one run."""
-    return _run_text(load_run(run_dir), top)
 
 
 def _run_text(run: Run, top: int) -> str:

@@ -128,7 +128,7 @@ def test_a_search_in_which_every_trial_failed_exits_1(runs, capsys):
     ("tas", {"depth": 8, "C": 4, "distill": False}),
 ])
 def test_declared_metrics_are_what_a_trial_produces(space, options):
-    from sparsenas.config import resolve
+    from sparsenas.assemble import resolve
     from sparsenas.evaluation import TrialTask, run_trial
     from sparsenas.search import Search
 

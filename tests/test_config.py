@@ -1,7 +1,8 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sparsenas.config import load_preset, parse_override, preset_names, resolve
+from sparsenas.assemble import resolve
+from sparsenas.config import load_preset, parse_override, preset_names
 from sparsenas.errors import ConfigError
 from sparsenas.space import SPACES
 from sparsenas.strategies import STRATEGIES

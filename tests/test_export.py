@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from conftest import cli
-from sparsenas.export import ChannelSlice, CSRLinear, load_exported, to_deployable
+from sparsenas.export import load_exported
+from sparsenas.ops.deploy import ChannelSlice, CSRLinear, to_deployable
 from sparsenas.ops import SparseConv2d, SparseLinear
 
 
@@ -66,8 +67,9 @@ def _other_seed_net():
 
 def _fake_run(tmp_path, status):
     from sparsenas import spaces  # noqa: F401
-    from sparsenas.config import dump, resolve
-    from sparsenas.search import build_space
+    from sparsenas.assemble import resolve
+    from sparsenas.config import dump
+    from sparsenas.assemble import build_space
 
     config = resolve([{"space": {"name": "dass", "C": 4, "layers": 1, "stem_multiplier": 1, "mask": "random"},
                        "strategy": {"name": "random"},
@@ -128,7 +130,7 @@ def test_channel_slice_on_sequence_input():
 
 
 def test_nm_stays_dense_off_cuda_and_says_why():
-    from sparsenas.export import _fits_2_4
+    from sparsenas.ops.deploy import _fits_2_4
 
     torch.manual_seed(0)
     lin = SparseLinear(16, 4, mask_mode="1:4")

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, cli
-from sparsenas.config import resolve
+from sparsenas.assemble import resolve
 from sparsenas.errors import ConfigError
-from sparsenas.export import CSRLinear
 from sparsenas.hardware import ModelIO, Target, make_predictor
 from sparsenas.hardware.base import build_model
 from sparsenas.hardware.kernels import trace
 from sparsenas.hardware.learned import LearnedLatency, parse_arch
 from sparsenas.hardware.lut import LatencyTable, LutLatency, profile, table_path, traced_kernels
 from sparsenas.hardware.measured import MeasuredLatency
+from sparsenas.ops.deploy import CSRLinear
 from sparsenas.ops.sparse import SparseMixin
 from sparsenas.spaces.dass import DassSpace
 from sparsenas.spaces.nb201 import NB201Space, arch_str

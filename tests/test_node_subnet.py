@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import cli
-from sparsenas.config import load_preset, resolve
+from sparsenas.assemble import resolve
+from sparsenas.config import load_preset
 from sparsenas.errors import ConfigError
 from sparsenas.space import SPACES
 from sparsenas.spaces.node_subnet import NodeSubnetSpace, slice_chain, weight_layers

@@ -13,7 +13,8 @@ ray = pytest.importorskip("ray")
 from ray import cloudpickle  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from sparsenas.config import CORE, resolve  # noqa: E402
+from sparsenas.assemble import resolve  # noqa: E402
+from sparsenas.config import CORE  # noqa: E402
 from sparsenas.execution import EXECUTORS  # noqa: E402
 from sparsenas.search import Search  # noqa: E402
 from sparsenas.space import SPACES, Categorical, SearchSpace  # noqa: E402

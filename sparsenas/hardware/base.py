@@ -4,7 +4,7 @@
 A predictor answers `predict(arch) -> milliseconds` for one `Target`: device, batch size, CPU threads,
 dtype and execution mode:
   masked     every sparse layer runs as a plain dense layer with W ⊙ mask baked in (masked dense = dense)
-  exported   what `sparsenas export` deploys (sparsenas.export.to_deployable): unstructured linear layers
+  exported   what `sparsenas export` deploys (sparsenas.ops.deploy.to_deployable): unstructured linear layers
              as CSR where that is faster, channel-sparse layers as smaller dense layers, N:M semi-structured
              only on a CUDA device of compute capability >= 8.0, everything else dense.
 Every predictor has a `name` (its registry key) and a `version`, bumped whenever the numbers it gives for
@@ -14,15 +14,16 @@ which holds for every `latency_ms` in that run's trials.jsonl (metrics are float
 from __future__ import annotations
 
 import contextlib
-import statistics
-import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..data import load_data
 from ..errors import ConfigError
+from ..ops.deploy import to_deployable
+from ..ops.sparse import SparseMixin
 from ..registry import Registry
 from ..space import Arch, SearchSpace
 
@@ -83,8 +84,6 @@ def model_io(space: SearchSpace, data: dict) -> ModelIO:
         raise ConfigError(f"space {space.name!r} builds no network; it has no latency to predict")
     if getattr(space, "tabular", False):
         return ModelIO((3, 32, 32), 10)
-    from ..data import load_data
-
     splits = load_data(data)
     return ModelIO(tuple(splits.input_shape), splits.num_classes)
 
@@ -99,11 +98,8 @@ def build_model(space: SearchSpace, arch: Arch, io: ModelIO) -> nn.Module:
 def runnable(model: nn.Module, target: Target, csr: str = "auto", example: torch.Tensor | None = None
              ) -> tuple[nn.Module, dict]:
     """The module that really runs on `target` and the export plan ({layer: {action, ...}}), by
-    `export.to_deployable`: in `masked` mode every sparse layer as a dense layer (action forced to dense);
+    `ops.deploy.to_deployable`: in `masked` mode every sparse layer as a dense layer (action forced to dense);
     in `exported` mode export's own choice (`csr`: auto = CSR where timed faster on `example`)."""
-    from ..export import to_deployable
-    from ..ops.sparse import SparseMixin
-
     if target.mode == "masked":
         plan = {n: {"action": "dense"} for n, m in model.named_modules() if isinstance(m, SparseMixin)}
         return to_deployable(model, plan=plan)
@@ -121,21 +117,6 @@ def threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def time_ms(fn: Callable[[], Any], device: str = "cpu", warmup: int = 5, repeats: int = 20) -> float:
-    """Median wall-clock milliseconds of `fn()` after `warmup` untimed calls (CUDA: synchronised)."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times = []
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def example_input(io: ModelIO, target: Target, seed: int = 0) -> torch.Tensor:
@@ -160,10 +141,6 @@ class LatencyPredictor:
 
     def predict(self, arch: Arch) -> float:
         raise NotImplementedError
-
-    def describe(self) -> dict:
-        return {"predictor": self.name, "version": self.version, "target": self.target.as_dict(),
-                "space": self.space.name}
 
 
 PREDICTORS: Registry[type[LatencyPredictor]] = Registry("latency predictor")

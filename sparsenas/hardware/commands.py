@@ -5,9 +5,12 @@ import csv
 import math
 from pathlib import Path
 
+from .. import spaces  # noqa: F401 — registers the spaces
+from ..config import CORE, load_preset, merge, parse_override
 from ..errors import ConfigError
 from ..paths import output_file
-from ..space import SearchSpace
+from ..schema import schema_from_defaults, validate_section
+from ..space import SPACES, SearchSpace
 from ..tables import read_table
 from .base import Target, model_io
 from .learned import LearnedLatency, parse_arch
@@ -16,10 +19,6 @@ from .lut import profile, table_path
 
 def space_and_data(ref: str, overrides: list[str]) -> tuple[SearchSpace, dict]:
     """The space of a preset name or YAML file (with `--set space.*/data.*` overrides) and its data section."""
-    from .. import spaces  # noqa: F401 — registers the spaces
-    from ..config import CORE, load_preset, merge, parse_override, schema_from_defaults, validate_section
-    from ..space import SPACES
-
     raw = load_preset("search_spaces", ref, SPACES)
     for item in overrides:
         fragment = parse_override(item)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .base import time_ms
+from ..ops.timing import time_ms
 
 FEATURES = ("in_elems", "out_elems", "macs", "nnz", "kernel", "stride", "groups")
 

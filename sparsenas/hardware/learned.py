@@ -15,9 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import spaces  # noqa: F401 — registers the spaces a saved predictor names
 from ..errors import ConfigError
+from ..journal import write_atomic
 from ..registry import Registry
 from ..space import SPACES, Arch, Categorical, SearchSpace
+from ..spaces.nb201 import parse_arch_str
 from .base import LatencyPredictor, ModelIO, Target, register_predictor
 
 MODELS = ("auto", "ridge", "forest")
@@ -29,8 +32,6 @@ LABEL_PARSERS: Registry = Registry("arch label parser")
 
 @LABEL_PARSERS.register("nb201")
 def _nb201(text: str) -> dict:
-    from ..spaces.nb201 import parse_arch_str
-
     return dict(parse_arch_str(text))
 
 
@@ -150,16 +151,12 @@ class LearnedLatency(LatencyPredictor):
                 "samples": [{"arch": dict(a), "latency_ms": v} for a, v in zip(self.archs, self.latencies)]}
 
     def save(self, path) -> None:
-        from ..journal import write_atomic
-
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(Path(path), json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path, space: SearchSpace | None = None) -> "LearnedLatency":
         """The predictor saved in `path` (for `space`, or the space it names)."""
-        from .. import spaces  # noqa: F401 — registers the spaces
-
         try:
             data = json.loads(Path(path).read_text())
             if data.get("predictor") != cls.name or data["format"] != FORMAT:

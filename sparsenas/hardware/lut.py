@@ -35,10 +35,12 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..journal import write_atomic
 from ..space import Arch, SearchSpace
 from .base import (DTYPES, LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor, runnable,
                    threads)
 from .kernels import KernelCall, log_features, replay_ms, trace
+from .measured import MeasuredLatency
 
 TABLE_FORMAT = 1
 
@@ -112,8 +114,6 @@ class LatencyTable:
 
     # -- persistence ----------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        from ..journal import write_atomic
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps({"meta": self.meta, "calibration": list(self.calibration),
@@ -256,8 +256,6 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
             seed: int = 0, warmup: int = 3, repeats: int = 15, log=print) -> LatencyTable:
     """Measure the kernels of `archs` sampled architectures (and calibrate on `calibration` more, timed whole)."""
     from scipy.optimize import nnls
-
-    from .measured import MeasuredLatency
 
     target.require_device()
     rng = np.random.default_rng(seed)

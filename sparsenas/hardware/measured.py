@@ -1,16 +1,17 @@
 """`measured`: build the arch's network, convert it to what really runs on the target, and time it."""
 from __future__ import annotations
 
+from ..ops.timing import time_ms
 from ..space import Arch, SearchSpace
 from .base import (DTYPES, LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor,
-                   runnable, threads, time_ms)
+                   runnable, threads)
 
 
 @register_predictor("measured")
 class MeasuredLatency(LatencyPredictor):
     """Median of `repeats` timed forward passes after `warmup` untimed ones, with `target.threads` CPU threads.
 
-    In `exported` mode the network is converted by `export.to_deployable` exactly as `sparsenas export` does
+    In `exported` mode the network is converted by `ops.deploy.to_deployable` exactly as `sparsenas export` does
     (CSR for an unstructured linear layer only where it is timed faster on this machine), so the number is
     the latency of the deployed module. The input is random (latency does not depend on its values)."""
 

@@ -1,1 +1,0 @@
-"""Search-space presets (YAML), shipped as package data sparsenas.presets.search_spaces."""

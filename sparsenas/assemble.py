@@ -1,0 +1,58 @@
+"""One place that assembles a run from a config: `resolve` completes the check of a merged config against the
+registries (the chosen space's and strategy's options, the latency predictor, executor and dataset names),
+and `build_space` / `build_strategy` make the run's parts from a resolved config.
+
+It stands above every registry (spaces, strategies, hardware, execution, data) and below whatever runs or
+reads a run (the search loop, export, the CLI), so no registry needs to know about configs.
+"""
+from __future__ import annotations
+
+from . import spaces  # noqa: F401 — registers the built-in spaces
+from .config import SECTIONS, merge_fragments, normalise_objective, validate_core
+from .data import DATASETS
+from .errors import ConfigError
+from .execution import EXECUTORS
+from .hardware import normalise_latency_config
+from .objective import Objective
+from .registry import Registry
+from .schema import schema_from_defaults, validate_section
+from .space import SPACES, SearchSpace
+from .strategies import STRATEGIES, Strategy
+
+
+def _plugin_section(section: str, values: dict, registry: Registry) -> dict:
+    """`space` or `strategy`: a registered `name` and the options of that class, checked against its defaults."""
+    values = dict(values)
+    name = values.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"{section}.name is required (choose from: {', '.join(registry.names())})")
+    cls = registry.get(name)
+    return {"name": name, **validate_section(section, values, schema_from_defaults(cls.defaults))}
+
+
+def resolve(fragments: list[dict]) -> dict:
+    """Merge fragments over the core defaults and validate everything; returns the full config."""
+    raw = merge_fragments(fragments)
+    config = validate_core(raw)
+    for section, registry in (("space", SPACES), ("strategy", STRATEGIES)):
+        config[section] = _plugin_section(section, raw[section], registry)
+    normalise_objective(config["objective"])
+    normalise_latency_config(config["latency"])
+    EXECUTORS.get(config["execution"]["executor"])
+    DATASETS.get(config["data"]["name"])
+    return {s: config[s] for s in SECTIONS}
+
+
+def build_space(config: dict) -> SearchSpace:
+    options = {k: v for k, v in config["space"].items() if k != "name"}
+    return SPACES.get(config["space"]["name"])(**options)
+
+
+def build_strategy(config: dict, space: SearchSpace, objective: Objective) -> Strategy:
+    cls = STRATEGIES.get(config["strategy"]["name"])
+    missing = [cap.__name__ for cap in cls.requires if not isinstance(space, cap)]
+    if missing:
+        raise ConfigError(f"strategy {cls.name!r} needs a space with {', '.join(missing)}; "
+                          f"space {space.name!r} has none")
+    options = {k: v for k, v in config["strategy"].items() if k != "name"}
+    return cls(space, objective, config["search"]["seed"], **options)

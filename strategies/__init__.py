@@ -1,1 +1,0 @@
-"""Strategy presets (YAML), shipped as package data sparsenas.presets.strategies."""
