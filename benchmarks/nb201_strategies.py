@@ -63,14 +63,14 @@ def run_sparsenas(name: str, table: str, dataset: str, seed: int, budget: int, o
     from sparsenas.objective import Objective
     from sparsenas import spaces  # noqa: F401 — registers the spaces
     from sparsenas.space import SPACES, EvalContext
-    from sparsenas.strategies import STRATEGIES
+    from sparsenas.strategies import STRATEGIES, Unique
 
     signal, final, _ = DATASETS[dataset]
     space = SPACES.get("nb201")(benchmark_file=table, signal=signal, final=final)
     context = EvalContext(train={}, data={})
     space.prepare(context)
     objective = Objective(["val_acc"])
-    strategy = STRATEGIES.get(name)(space, objective, seed, **options)
+    strategy = Unique(STRATEGIES.get(name)(space, objective, seed, **options))  # the search loop's de-duplication
     pairs = []
     for trial in range(budget):
         arch = strategy.ask()

@@ -25,7 +25,7 @@ from .hardware import make_predictor
 from .journal import Journal, TrialResult, write_atomic
 from .objective import Objective
 from .space import SPACES, EvalContext, SearchSpace
-from .strategies import STRATEGIES, Strategy
+from .strategies import STRATEGIES, Strategy, Unique
 from .tracking import TensorBoardLogger, write_summaries
 
 
@@ -56,7 +56,8 @@ class Search:
         self.run_dir = Path(run_dir)
         self.objective = Objective.from_config(config["objective"])
         self.space = build_space(config)
-        self.strategy = build_strategy(config, self.space, self.objective)
+        # the loop's de-duplication and exhaustion signal wrap the strategy (strategies/dedupe.py)
+        self.strategy = Unique(build_strategy(config, self.space, self.objective), budget=config["search"]["budget"])
         self.context = EvalContext(train=config["train"], data=config["data"],
                                    device=config["execution"]["device"],
                                    time_limit_s=config["search"]["trial_timeout_s"],
@@ -127,6 +128,8 @@ class Search:
         budget = self.config["search"]["budget"]
         max_failures = self.config["search"]["max_failures"]
         tb = TensorBoardLogger(self.run_dir / "tb", self.objective)
+        for text in self.strategy.warnings:  # e.g. a budget within the strategy's warm-up (logged when built)
+            tb.note(text)
         self.strategy.bind(self.context, self.run_dir / "state", tb.log_epoch)
         bar = tqdm(total=budget, initial=len(self.results), disable=not self.progress, unit="trial",
                    desc=f"{self.space.name}/{self.strategy.name}", dynamic_ncols=True)

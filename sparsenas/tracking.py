@@ -139,6 +139,11 @@ class TensorBoardLogger:
             self.writer.add_text(f"supernet/{name}", value, step)
         self.writer.flush()
 
+    def note(self, text: str) -> None:
+        """A warning about the run (e.g. a budget within the strategy's warm-up) as TensorBoard text."""
+        self.writer.add_text("search/warnings", text, 0)
+        self.writer.flush()
+
     def close(self) -> None:
         if self.figures and any(r.ok for r in self._results):
             self._log_front(changed_only=False)

@@ -2,9 +2,11 @@
 import csv
 import itertools
 import json
+import logging
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import cli
 from sparsenas.journal import TrialResult
@@ -105,6 +107,18 @@ def test_crashed_search_resumes_exactly(strategy, table, runs, monkeypatch):
     assert list(map(strip, got)) == list(map(strip, records(runs / "clean")))
 
 
+def test_a_budget_within_the_warm_up_is_warned_once_in_the_log_and_tensorboard(table, runs, caplog):
+    with caplog.at_level(logging.WARNING, logger="sparsenas"):
+        assert cli("search", "--space", "nb201", "--strategy", "tpe", "--budget", 4, "--name", "w", "--runs-dir", runs,
+                   "--set", f"space.benchmark_file={table}", "--quiet") == 0
+    warned = [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()]
+    assert len(warned) == 1 and "search.budget=4" in warned[0] and "n_startup_trials=10" in warned[0]
+    acc = EventAccumulator(str(runs / "w" / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    texts = [t.tensor_proto.string_val[0].decode() for t in acc.Tensors("search/warnings/text_summary")]
+    assert texts == [warned[0].removeprefix("sparsenas: ")]
+
+
 class GridSpace(SearchSpace):
     name = "grid"
 
@@ -165,7 +179,7 @@ def test_tpe_tells_optuna_constraints_failures_and_several_objectives(sampler):
             assert (violation > 0) == (result.status == "infeasible") and violation == flops - 1e8
             if result.status == "ok":
                 assert frozen.values == [result.metrics["val_acc"], flops]
-    assert len(strategy.known) == 12 and not strategy.pending
+    assert len(strategy.study.trials) == 12 and not strategy.pending
 
 
 @pytest.mark.parametrize("space_name", sorted(__import__("sparsenas.space", fromlist=["SPACES"]).SPACES.names()))

@@ -6,7 +6,7 @@ import pytest
 
 import sparsenas.spaces  # noqa: F401
 from sparsenas.space import SPACES
-from sparsenas.strategies import STRATEGIES
+from sparsenas.strategies import STRATEGIES, Unique
 from sparsenas.testing import OBJECTIVE, TinySpace, check_strategy, drive  # noqa: F401 — used by other tests
 
 
@@ -26,7 +26,7 @@ def test_every_strategy_passes_the_conformance_suite_on_every_space(strategy_nam
     check_strategy(STRATEGIES.get(strategy_name), SPACES.get(space_name)())
 
 
-def test_random_never_repeats_until_exhausted():
+def test_random_through_the_loops_dedupe_never_repeats_until_exhausted():
     space = TinySpace()
-    archs = drive(make("random", space), space, 10)
+    archs = drive(Unique(make("random", space)), space, 10)
     assert len(archs) == 6 == len(set(archs))

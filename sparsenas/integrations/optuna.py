@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from ..journal import TrialResult
 from ..objective import Objective
 from ..space import Arch, Categorical, Float, Int, SearchSpace
-from ..strategies import STRATEGIES
+from ..strategies import STRATEGIES, Unique
 
 _CONSTRAINTS_PREFIX = "constraints"
 
@@ -133,8 +133,8 @@ class StrategySampler(BaseSampler):
         if key != self._key:
             self._key, self._told = key, set()
             self._space = _StudySpace({k: _Param(d) for k, d in sorted(search_space.items())})
-            self._strategy = STRATEGIES.get(self.strategy_name)(self._space, self._objective(study), self.seed,
-                                                                **self.options)
+            self._strategy = Unique(STRATEGIES.get(self.strategy_name)(self._space, self._objective(study), self.seed,
+                                                                       **self.options))
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
         for frozen in sorted(finished, key=lambda t: t.number):
             if frozen.number in self._told:

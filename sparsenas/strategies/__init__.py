@@ -2,5 +2,6 @@
 from . import differentiable, random  # noqa: F401
 from . import evolution, opgfn, tpe  # noqa: F401
 from .base import STRATEGIES, Strategy, register_strategy
+from .dedupe import Unique
 
-__all__ = ["STRATEGIES", "Strategy", "register_strategy"]
+__all__ = ["STRATEGIES", "Strategy", "Unique", "register_strategy"]

@@ -39,6 +39,21 @@ class Strategy:
     def tell(self, result: TrialResult) -> None:
         raise NotImplementedError
 
+    # -- hooks of the loop's de-duplication (`Unique`, strategies/dedupe.py); the defaults fit most strategies --
+    #: whether `duplicate()` needs the first result of an already evaluated arch (the loop then keeps one per
+    #: arch in its checkpoint)
+    duplicate_results: ClassVar[bool] = False
+
+    def duplicate(self, arch: Arch, known: TrialResult | None) -> None:
+        """`arch`, just returned by `ask()`, will not be evaluated: it was already evaluated in this run (`known`
+        is its first result when `duplicate_results` is set) or is still running (None). `ask()` comes next.
+        Default: nothing; a strategy that counts its proposals undoes the count here."""
+
+    def warmup(self) -> tuple[str, int] | None:
+        """(option, n) when the first n proposals are uniform samples, made before the strategy learns from any
+        result; the loop warns when the run's budget does not go beyond them. Default: None (no warm-up)."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 

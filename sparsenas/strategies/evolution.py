@@ -4,9 +4,9 @@ The first `population` asks are uniform samples; afterwards each ask draws `samp
 population (the `population` most recently told trials) uniformly without replacement, takes the best by the
 objective's first metric (failed / infeasible members rank last) and mutates one dim of it to another value.
 Every told trial joins the population and pushes out the oldest (aging). Deviation from the paper (`dedupe: true`,
-the default): an arch already proposed in this run is not proposed again (the mutation is redrawn, up to
-`max_retries` times, then a fresh uniform sample is taken), so no evaluation is spent on a duplicate;
-`dedupe: false` is the paper's REA.
+the default, applied by the loop's de-duplication `Unique`): an arch already proposed in this run is not
+evaluated again — the mutation is redrawn, up to `max_retries` times, then a uniform sample of the unseen archs
+is taken — so no evaluation is spent on a duplicate; `dedupe: false` is the paper's REA.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def mutate(space, arch: Arch, rng: np.random.Generator) -> Arch:
 
 @register_strategy("evolution")
 class RegularizedEvolution(Strategy):
+    # dedupe / max_retries: read by the loop's de-duplication (`Unique`)
     defaults = {"population": 10, "sample_size": 3, "dedupe": True, "max_retries": 100}
 
     def __init__(self, space, objective, seed, **options):
@@ -47,7 +48,6 @@ class RegularizedEvolution(Strategy):
             if not isinstance(self.options[key], int) or self.options[key] < 1:
                 raise ConfigError(f"strategy.{key} must be an integer >= 1, got {self.options[key]!r}")
         self.rng = np.random.default_rng(seed)
-        self.seen: set[str] = set()
         self.population: deque = deque(maxlen=int(self.options["population"]))  # (arch json, score or None)
         self.asked = 0
 
@@ -59,38 +59,24 @@ class RegularizedEvolution(Strategy):
         best = max(picks, key=lambda i: (members[i][1] is not None, members[i][1] or 0.0, -list(picks).index(i)))
         return Arch.from_json(members[best][0])
 
-    def ask(self) -> Arch | None:
-        if self.options["dedupe"] and len(self.seen) >= self.space.size():
-            return None
+    def ask(self) -> Arch:
         evolve = self.asked >= self.options["population"] and len(self.population) > 0
-        arch = None
-        for _ in range(int(self.options["max_retries"])):
-            candidate = mutate(self.space, self._parent(), self.rng) if evolve else self.space.sample(self.rng)
-            if candidate.arch_id not in self.seen or not self.options["dedupe"]:
-                arch = candidate
-                break
-        if arch is None:  # the neighbourhood is exhausted: a fresh uniform sample
-            for _ in range(int(self.options["max_retries"])):
-                candidate = self.space.sample(self.rng)
-                if candidate.arch_id not in self.seen:
-                    arch = candidate
-                    break
-        if arch is None:
-            return None
-        self.seen.add(arch.arch_id)
         self.asked += 1
-        return arch
+        return mutate(self.space, self._parent(), self.rng) if evolve else self.space.sample(self.rng)
+
+    def duplicate(self, arch, known) -> None:
+        self.asked -= 1  # the warm-up counts the proposals the loop runs
+
+    def warmup(self):
+        return "population", int(self.options["population"])
 
     def tell(self, result) -> None:
-        self.seen.add(result.arch_id)
         self.population.append((result.arch.to_json(), self.objective.scalar(result)))
 
     def state_dict(self):
-        return {"rng": self.rng.bit_generator.state, "seen": sorted(self.seen), "population": list(self.population),
-                "asked": self.asked}
+        return {"rng": self.rng.bit_generator.state, "population": list(self.population), "asked": self.asked}
 
     def load_state_dict(self, state):
         self.rng.bit_generator.state = state["rng"]
-        self.seen = set(state["seen"])
         self.population = deque(map(tuple, state["population"]), maxlen=int(self.options["population"]))
         self.asked = state["asked"]

@@ -24,7 +24,8 @@ and queries the `batch_size` with the highest predicted log-reward (the paper's 
 from the authors' defaults (chosen on small budgets; the same for every space): fewer initial samples and
 training steps and a smaller MLP (they use 64 samples, 2000 / 200 steps, 256 hidden units for a ~564-query
 run; here 30, 200 / 50 steps on batches of at most `train_batch` trajectories, 64 units), and no arch is
-queried twice — candidates already seen are dropped before the top-k.
+queried twice — candidates already queried (told, or proposed and still running) are dropped before the
+top-k; any other repeat (a uniform sample) is caught by the loop's de-duplication (`Unique`).
 
 Deterministic given the seed (own torch.Generator and numpy Generator; network init under a forked global
 RNG); `state_dict` carries the networks, the optimizer, both RNG states, the history and the proposal queue.
@@ -145,6 +146,7 @@ class OPGFN(Strategy):
                 "reinit_every": 10, "replay_size": 20, "replay_per_terminal": 4, "replay_steps": 10,
                 "proxy_factor": 10, "kl_weight": 0.1, "lr": 1e-3, "log_z_lr": 0.1, "hidden": 64, "train_batch": 128,
                 "layers": 2, "mo_subset": 16, "max_values": 32, "max_retries": 20, "epsilon": 0.0}
+    # max_retries: proposal batches redrawn when every candidate was queried; also read by the loop's `Unique`
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
@@ -155,10 +157,8 @@ class OPGFN(Strategy):
         if self.options["epsilon"] > 1:
             raise ConfigError(f"strategy.epsilon must be in [0, 1], got {self.options['epsilon']!r}")
         self.enc = Encoding(space, int(self.options["max_values"]))
-        self.total = math.prod(len(v) for v in self.enc.values)
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 7]).generate_state(1)[0]))
-        self.seen: set[str] = set()
         # history: per told trial, grid values, construction order (None: draw one) and objective values
         self.hist_values: list[list[int]] = []
         self.hist_orders: list[list[int] | None] = []
@@ -169,6 +169,7 @@ class OPGFN(Strategy):
         self.rounds = 0
         self.net: GFlowNet | None = None
         self.opt: torch.optim.Optimizer | None = None
+        self._new_order: str | None = None  # arch id whose order the last ask recorded (undone by `duplicate`)
 
     # -- model ----------------------------------------------------------------------------------------------
     def _reinit(self) -> None:
@@ -312,14 +313,15 @@ class OPGFN(Strategy):
 
     @torch.no_grad()
     def _propose(self, k: int) -> list[tuple[list[int], list[int]]]:
-        """Top-k unseen of proxy_factor·k forward samples by predicted log-reward."""
+        """Top-k not yet queried of proxy_factor·k forward samples by predicted log-reward."""
+        queried = {self.enc.arch(v).arch_id for v in self.hist_values} | set(self.orders)
         for _ in range(int(self.options["max_retries"])):
             values, orders = self._sample_forward(int(self.options["proxy_factor"]) * k)
             pred, _ = self._trajectory_terms(values, orders)
             chosen, ids = [], set()
             for i in torch.argsort(pred, descending=True, stable=True).tolist():
                 arch_id = self.enc.arch(values[i]).arch_id
-                if arch_id not in self.seen and arch_id not in ids:
+                if arch_id not in queried and arch_id not in ids:
                     chosen.append((values[i].tolist(), orders[i].tolist()))
                     ids.add(arch_id)
                 if len(chosen) == k:
@@ -329,37 +331,31 @@ class OPGFN(Strategy):
         return []
 
     # -- ask / tell -----------------------------------------------------------------------------------------
-    def _uniform(self) -> tuple[list[int], list[int]] | None:
-        for _ in range(1000):
-            values = [int(self.rng.integers(len(v))) for v in self.enc.values]
-            if self.enc.arch(values).arch_id not in self.seen:
-                return values, self.rng.permutation(self.enc.D).tolist()
-        return None
+    def _uniform(self) -> tuple[list[int], list[int]]:
+        return [int(self.rng.integers(len(v))) for v in self.enc.values], self.rng.permutation(self.enc.D).tolist()
 
-    def ask(self) -> Arch | None:
-        if len(self.seen) >= self.total:
-            return None
-        pick = None
+    def ask(self) -> Arch:
         if self.asked < self.options["init_samples"] or not self.hist_values:
             pick = self._uniform()
         else:
-            while self.queue and pick is None:
-                values, order = self.queue.pop(0)
-                if self.enc.arch(values).arch_id not in self.seen:
-                    pick = (values, order)
-            if pick is None:
+            if not self.queue:
                 self._round()
-                pick = self.queue.pop(0) if self.queue else self._uniform()
-        if pick is None:
-            return None
+            pick = self.queue.pop(0) if self.queue else self._uniform()
         arch = self.enc.arch(pick[0])
-        self.seen.add(arch.arch_id)
-        self.orders[arch.arch_id] = pick[1]
+        self._new_order = None if arch.arch_id in self.orders else arch.arch_id
+        self.orders.setdefault(arch.arch_id, pick[1])  # a repeat of a running arch keeps that arch's order
         self.asked += 1
         return arch
 
+    def duplicate(self, arch, known) -> None:
+        self.asked -= 1  # init_samples counts the proposals the loop runs
+        if self._new_order == arch.arch_id:
+            del self.orders[arch.arch_id]
+
+    def warmup(self):
+        return "init_samples", int(self.options["init_samples"])
+
     def tell(self, result) -> None:
-        self.seen.add(result.arch_id)
         values = self.enc.index(result.arch)
         if values is None:  # off our grid (not proposed by us): nothing to learn from
             return
@@ -371,7 +367,7 @@ class OPGFN(Strategy):
     # -- state ----------------------------------------------------------------------------------------------
     def state_dict(self):
         return copy.deepcopy({
-            "rng": self.rng.bit_generator.state, "gen": self.gen.get_state(), "seen": sorted(self.seen),
+            "rng": self.rng.bit_generator.state, "gen": self.gen.get_state(),
             "hist_values": self.hist_values, "hist_orders": self.hist_orders, "hist_scores": self.hist_scores,
             "orders": self.orders, "queue": self.queue, "asked": self.asked, "rounds": self.rounds,
             "net": None if self.net is None else self.net.state_dict(),
@@ -381,7 +377,6 @@ class OPGFN(Strategy):
         state = copy.deepcopy(state)
         self.rng.bit_generator.state = state["rng"]
         self.gen.set_state(state["gen"])
-        self.seen = set(state["seen"])
         self.hist_values, self.hist_orders, self.hist_scores = state["hist_values"], state["hist_orders"], state["hist_scores"]
         self.orders, self.queue = state["orders"], [tuple(q) for q in state["queue"]]
         self.asked, self.rounds = state["asked"], state["rounds"]

@@ -1,4 +1,5 @@
-"""Random search: uniform over the dims, never the same arch twice in a run (until the space runs out).
+"""Random search: uniform over the dims. The loop's de-duplication (`Unique`) makes it never propose the same
+arch twice in a run (until the space runs out).
 
 Paired with the space's `mask: random` option it is also the neutral random-sparse baseline."""
 from __future__ import annotations
@@ -11,29 +12,20 @@ from .base import Strategy, register_strategy
 
 @register_strategy("random")
 class RandomSearch(Strategy):
-    defaults = {"max_retries": 1000}
+    defaults = {"max_retries": 1000}  # read by the loop's de-duplication: redraws before a fallback sample
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
         self.rng = np.random.default_rng(seed)
-        self.seen: set[str] = set()
 
     def ask(self) -> Arch | None:
-        if len(self.seen) >= self.space.size():
-            return None
-        for _ in range(self.options["max_retries"]):
-            arch = self.space.sample(self.rng)
-            if arch.arch_id not in self.seen:
-                self.seen.add(arch.arch_id)
-                return arch
-        return None
+        return self.space.sample(self.rng)
 
     def tell(self, result) -> None:
-        self.seen.add(result.arch_id)
+        pass
 
     def state_dict(self):
-        return {"rng": self.rng.bit_generator.state, "seen": sorted(self.seen)}
+        return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state):
         self.rng.bit_generator.state = state["rng"]
-        self.seen = set(state["seen"])

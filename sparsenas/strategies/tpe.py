@@ -7,9 +7,10 @@ value <= 0 means satisfied): an `infeasible` trial — rejected on cheap metrics
 objective values — is told COMPLETE with the worst value (±inf) and its constraint violation, so that the
 sampler ranks it behind every feasible trial; a `failed` trial is told FAIL (ignored by the samplers).
 
-Duplicates (`dedupe: true`, the default): a proposal of an arch already evaluated in this run is told the
-known result at once and the sampler is asked again (up to `max_retries` times, then a uniform unseen arch is
-enqueued), so no budget is spent on re-evaluations.
+Duplicates (`dedupe: true`, the default, applied by the loop's de-duplication `Unique`): a proposal of an arch
+already evaluated in this run is told the known result at once (`duplicate`) and the sampler is asked again (up
+to `max_retries` times, then a uniform unseen arch is evaluated and told as a trial the sampler did not
+propose), so no budget is spent on re-evaluations.
 
 Defaults are Optuna's (`multivariate: null` = Optuna's choice: multivariate TPE for one objective, independent
 for several). Resume is exact: `state_dict` holds the RNG states of the sampler and every Optuna trial as plain data;
@@ -60,8 +61,10 @@ def constraint_values(constraints: dict, metrics: dict) -> dict[str, float]:
 
 @register_strategy("tpe")
 class TPE(Strategy):
+    # dedupe / max_retries: read by the loop's de-duplication (`Unique`)
     defaults = {"sampler": "tpe", "n_startup_trials": 10, "n_ei_candidates": 24, "multivariate": None,
                 "constant_liar": True, "population_size": 20, "dedupe": True, "max_retries": 100}
+    duplicate_results = True
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
@@ -72,10 +75,8 @@ class TPE(Strategy):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.distributions = to_distributions(space.dims())
         self.directions = ["maximize"] * len(objective.maximize) + ["minimize"] * len(objective.minimize)
-        self.rng = np.random.default_rng(seed)
         self.study = self._new_study(self._new_sampler())
         self.pending: dict[str, list[int]] = {}  # arch_id → Optuna trial numbers asked, not told
-        self.known: dict[str, tuple] = {}        # arch_id → (state, values, constraints) of its first result
 
     def _new_sampler(self):
         import optuna
@@ -95,24 +96,24 @@ class TPE(Strategy):
         return optuna.create_study(directions=self.directions, sampler=sampler)
 
     # -- ask ----------------------------------------------------------------------------------------------
-    def ask(self) -> Arch | None:
-        if len(self.known) + sum(map(len, self.pending.values())) >= self.space.size():
-            return None
-        for _ in range(int(self.options["max_retries"])):
-            trial = self.study.ask(self.distributions)
-            arch = Arch(trial.params)
-            if not self.options["dedupe"] or (arch.arch_id not in self.known and arch.arch_id not in self.pending):
-                self.pending.setdefault(arch.arch_id, []).append(trial.number)
-                return arch
-            self._tell_optuna(trial.number, *self.known.get(arch.arch_id, ("fail", None, {})))
-        for _ in range(int(self.options["max_retries"])):  # the sampler keeps repeating itself
-            arch = self.space.sample(self.rng)
-            if arch.arch_id not in self.known and arch.arch_id not in self.pending:
-                self.study.enqueue_trial(dict(arch))
-                trial = self.study.ask(self.distributions)
-                self.pending.setdefault(arch.arch_id, []).append(trial.number)
-                return arch
-        return None
+    def ask(self) -> Arch:
+        trial = self.study.ask(self.distributions)
+        arch = Arch(trial.params)
+        self.pending.setdefault(arch.arch_id, []).append(trial.number)
+        return arch
+
+    def duplicate(self, arch, known) -> None:
+        """The Optuna trial just asked for `arch` gets the arch's known outcome (FAIL while it is running)."""
+        numbers = self.pending[arch.arch_id]
+        number = numbers.pop()
+        if not numbers:
+            del self.pending[arch.arch_id]
+        self._tell_optuna(number, *(("fail", None, {}) if known is None else self._outcome(known)))
+
+    def warmup(self):
+        if self.options["sampler"] == "nsga2":
+            return "population_size", int(self.options["population_size"])
+        return "n_startup_trials", int(self.options["n_startup_trials"])
 
     # -- tell ---------------------------------------------------------------------------------------------
     def _outcome(self, result) -> tuple:
@@ -142,7 +143,6 @@ class TPE(Strategy):
 
     def tell(self, result) -> None:
         outcome = self._outcome(result)
-        self.known.setdefault(result.arch_id, outcome)
         numbers = self.pending.get(result.arch_id)
         if numbers:
             number = numbers.pop(0)
@@ -157,8 +157,7 @@ class TPE(Strategy):
     def state_dict(self):
         return {"sampler_rngs": [list(rng.get_state()) for rng in sampler_rngs(self.study.sampler)],
                 "trials": [trial_to_dict(t) for t in self.study.get_trials(deepcopy=False)],
-                "pending": {k: list(v) for k, v in self.pending.items()}, "known": dict(self.known),
-                "rng": self.rng.bit_generator.state}
+                "pending": {k: list(v) for k, v in self.pending.items()}}
 
     def load_state_dict(self, state):
         sampler = self._new_sampler()
@@ -170,8 +169,6 @@ class TPE(Strategy):
         self.study = self._new_study(sampler)
         self.study.add_trials([trial_from_dict(t) for t in state["trials"]])
         self.pending = {k: list(v) for k, v in state["pending"].items()}
-        self.known = dict(state["known"])
-        self.rng.bit_generator.state = state["rng"]
 
 
 def sampler_rngs(sampler) -> list[np.random.RandomState]:

@@ -11,7 +11,7 @@ from ..checkpoint import decode, encode
 from ..journal import TrialResult
 from ..objective import Objective
 from ..space import Arch, SearchSpace
-from ..strategies import Strategy
+from ..strategies import Strategy, Unique
 from ._common import TinySpace
 
 OBJECTIVE = Objective(["val_acc"], ["flops"])
@@ -54,7 +54,8 @@ def check_strategy(strategy_cls: type[Strategy], space: SearchSpace, options: di
     - the same seed gives the same proposals, `budget` of them; another seed other ones (`seed_matters`);
     - `state_dict()` survives the run directory's JSON checkpoint (`sparsenas.checkpoint.encode`, JSON text,
       `decode`), and a new strategy that loads it proposes exactly what the original would have;
-    - on a space of six archs, it proposes at least one and never fails while asked for more than six."""
+    - on a space of six archs, it proposes at least one and never fails while asked for more than six; through
+      the search loop's de-duplication (`Unique`) it proposes each of the six exactly once, then None."""
     options = dict(options or {})
 
     def make(seed: int, on: SearchSpace = space) -> Strategy:
@@ -69,6 +70,8 @@ def check_strategy(strategy_cls: type[Strategy], space: SearchSpace, options: di
     tiny = TinySpace()
     archs = drive(make(0, tiny), tiny, 20)
     assert 1 <= len(archs) <= 20
+    archs = drive(Unique(make(0, tiny)), tiny, 20)
+    assert len(archs) == len(set(archs)) == 6, f"{strategy_cls.__name__}: through Unique, {archs} on a space of six"
 
 
 def check_resume(make, space: SearchSpace, half: int) -> None:
