@@ -20,22 +20,24 @@ from .space import SPACES, SearchSpace
 from .strategies import STRATEGIES, Strategy
 
 
-def _plugin_section(section: str, values: dict, registry: Registry) -> dict:
-    """`space` or `strategy`: a registered `name` and the options of that class, checked against its defaults."""
+def _plugin_section(section: str, values: dict, registry: Registry, cls: type | None = None) -> dict:
+    """`space` or `strategy`: a `name` and the options of its class (registered under that name, or `cls`, a
+    class given as an object), checked against the class's defaults."""
     values = dict(values)
     name = values.pop("name", None)
     if not isinstance(name, str):
         raise ConfigError(f"{section}.name is required (choose from: {', '.join(registry.names())})")
-    cls = registry.get(name)
+    cls = cls or registry.get(name)
     return {"name": name, **validate_section(section, values, schema_from_defaults(cls.defaults))}
 
 
-def resolve(fragments: list[dict]) -> dict:
-    """Merge fragments over the core defaults and validate everything; returns the full config."""
+def resolve(fragments: list[dict], classes: dict[str, type | None] | None = None) -> dict:
+    """Merge fragments over the core defaults and validate everything; returns the full config. `classes`:
+    the space and strategy classes when they are given as objects (then they need not be registered)."""
     raw = merge_fragments(fragments)
     config = validate_core(raw)
     for section, registry in (("space", SPACES), ("strategy", STRATEGIES)):
-        config[section] = _plugin_section(section, raw[section], registry)
+        config[section] = _plugin_section(section, raw[section], registry, (classes or {}).get(section))
     normalise_objective(config["objective"])
     normalise_latency_config(config["latency"])
     EXECUTORS.get(config["execution"]["executor"])
@@ -48,8 +50,8 @@ def build_space(config: dict) -> SearchSpace:
     return SPACES.get(config["space"]["name"])(**options)
 
 
-def build_strategy(config: dict, space: SearchSpace, objective: Objective) -> Strategy:
-    cls = STRATEGIES.get(config["strategy"]["name"])
+def build_strategy(config: dict, space: SearchSpace, objective: Objective, cls: type[Strategy] | None = None) -> Strategy:
+    cls = cls or STRATEGIES.get(config["strategy"]["name"])
     missing = [cap.__name__ for cap in cls.requires if not isinstance(space, cap)]
     if missing:
         raise ConfigError(f"strategy {cls.name!r} needs a space with {', '.join(missing)}; "

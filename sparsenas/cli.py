@@ -6,22 +6,20 @@ import datetime
 import importlib
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
-from .assemble import resolve
-from .config import check_machine, dump, load_preset, parse_override, read_yaml_file
+from .config import load_preset
 from .errors import ConfigError
 from .export import export_run, format_plan
 from .hardware.commands import COMMANDS
-from .journal import write_atomic
 from .paths import output_dir
 from .report import run_report
-from .rundir import RunLock, refuse_symlinks
-from .search import Search, SearchAborted
+from .rundir import RunDir
+from .search import SearchAborted
 from .space import SPACES
 from .strategies import STRATEGIES
+from .study import Study
 from .tensorboard_server import serve
 
 
@@ -42,7 +40,8 @@ def _add_search(sub) -> None:
     p.add_argument("--executor", help="where trials run: local (this process), ray (a pool of Ray actors), "
                                       "tune (Ray Tune) (execution.executor)")
     p.add_argument("--address", help="HOST:PORT of an existing Ray cluster (execution.address)")
-    p.add_argument("--workers", type=int, help="trials run at once (execution.workers)")
+    p.add_argument("--workers", type=int, help="trials run at once (execution.workers; default: local 1, ray/tune "
+                                                "every CPU of the cluster // execution.cpus_per_trial)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (execution.device)")
     p.add_argument("--max-failures", type=int, help="stop after N failed trials in a row (search.max_failures)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -144,24 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
 FLAG_KEYS = {"budget": "search.budget", "seed": "search.seed", "max_failures": "search.max_failures",
              "executor": "execution.executor", "address": "execution.address", "workers": "execution.workers",
              "device": "execution.device"}
-RESUMABLE = ("search.budget", "search.max_failures", "search.trial_timeout_s", "execution")
 
 
-def _flag_fragments(args) -> list[dict]:
+def _overrides(args) -> list[str]:
+    """The flags and --set items, as `key=value` overrides."""
     flags = [f"{key}={json.dumps(getattr(args, attr))}" for attr, key in FLAG_KEYS.items()
              if getattr(args, attr) is not None]
-    return [parse_override(item) for item in [*flags, *args.overrides]]
-
-
-def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(old) | set(new)):
-        a, b, path = old.get(k), new.get(k), f"{prefix}{k}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += _changed_keys(a, b, path + ".")
-        elif a != b:
-            keys.append(path)
-    return keys
+    return [*flags, *args.overrides]
 
 
 def _run_dir(runs_dir: Path, name: str) -> Path:
@@ -172,83 +160,32 @@ def _run_dir(runs_dir: Path, name: str) -> Path:
     return output_dir(runs_dir / name, "run directory")
 
 
-def _named(fragment: dict, section: str):
-    values = fragment.get(section)
-    return values.get("name") if isinstance(values, dict) else None
-
-
-def _resolve_search(args) -> tuple[dict, Path]:
-    runs_dir = Path(args.runs_dir)
-    if args.resume:
-        if not args.name:
-            raise ConfigError("--resume needs --name RUN (the run to continue)")
-        run_dir = _run_dir(runs_dir, args.name)
-        if not (run_dir / "config.yaml").is_file() or not (run_dir / "state").is_dir():
-            raise ConfigError(f"--resume: {run_dir} is not a sparsenas run (no config.yaml and state/)")
-        refuse_symlinks(run_dir)
-        saved = resolve([read_yaml_file(run_dir / "config.yaml", "--resume: run config")])
-        for kind, ref in (("search_spaces", args.space), ("strategies", args.strategy)):
-            if ref is not None:
-                section = "space" if kind == "search_spaces" else "strategy"
-                wanted = _named(load_preset(kind, ref, SPACES if section == "space" else STRATEGIES), section)
-                if wanted != saved[section]["name"]:
-                    raise ConfigError(f"--resume: run {args.name!r} used {section} "
-                                      f"{saved[section]['name']!r}, not {wanted!r}")
-        config = resolve([saved] + _flag_fragments(args))
-        changed = [k for k in _changed_keys(saved, config)
-                   if not any(k == r or k.startswith(r + ".") for r in RESUMABLE)]
-        if changed:
-            raise ConfigError(f"--resume cannot change {changed[0]} (only {', '.join(RESUMABLE)})")
-        return config, run_dir
-
-    if not args.space or not args.strategy:
-        raise ConfigError("search needs --space and --strategy (or --resume --name RUN)")
-    fragments = [load_preset("search_spaces", args.space, SPACES), load_preset("strategies", args.strategy, STRATEGIES)]
-    config = resolve(fragments + _flag_fragments(args))
-    name = args.name if args.name is not None else "{}-{}-{}".format(
-        config["space"]["name"], config["strategy"]["name"], datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    run_dir = _run_dir(runs_dir, name)
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir} already exists; use --resume to continue it or choose another --name")
-    return config, run_dir
-
-
-def _check_runnable(search) -> None:
-    """What no component can check alone: the objective against the metrics the space and the latency predictor
-    produce, and the config against this machine."""
-    check_machine(search.config)
-    produced = search.space.metrics()
-    if produced is not None and search.context.latency is not None:
-        produced = produced | search.context.latency.metrics()
-    search.objective.check_metrics(produced)
+def _default_name(args) -> str:
+    names = [load_preset(kind, ref, registry).get(section, {}).get("name", section)
+             for kind, ref, registry, section in (("search_spaces", args.space, SPACES, "space"),
+                                                  ("strategies", args.strategy, STRATEGIES, "strategy"))]
+    return "{}-{}-{}".format(*names, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
 def cmd_search(args) -> int:
-    config, run_dir = _resolve_search(args)
-    search = Search(config, run_dir, progress=not args.quiet)  # validates every component first
-    _check_runnable(search)
-    fresh = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create run directory {run_dir}: {e.strerror}") from None
-    with RunLock(run_dir):  # one process writes a run; a second one is refused here, having written nothing
-        if not args.resume and (run_dir / "config.yaml").exists():
-            raise ConfigError(f"{run_dir} was just created by another search; use --resume or another --name")
-        refuse_symlinks(run_dir)
-        write_atomic(run_dir / "config.yaml", dump(config))
-        try:
-            results = search.run()
-        except ConfigError:
-            if fresh and not (run_dir / "trials.jsonl").exists():  # refused before any trial (e.g. no Ray cluster)
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-    best = search.objective.best(results)
+    if args.resume and not args.name:
+        raise ConfigError("--resume needs --name RUN (the run to continue)")
+    if not args.resume and (not args.space or not args.strategy):
+        raise ConfigError("search needs --space and --strategy (or --resume --name RUN)")
+    run_dir = _run_dir(Path(args.runs_dir), args.name if args.name is not None else _default_name(args))
+    if args.resume and not RunDir(run_dir).is_run():
+        raise ConfigError(f"--resume: {run_dir} is not a sparsenas run (no config.yaml and state/)")
+    if not args.resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} already exists; use --resume to continue it or choose another --name")
+    study = Study(args.space, args.strategy, storage=run_dir, load_if_exists=args.resume, overrides=_overrides(args),
+                  progress=not args.quiet)  # validates every component before anything is written
+    results = study.optimize()
+    best = study.best
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "infeasible")}
     print(f"{len(results)} trials ({counts['ok']} ok, {counts['failed']} failed, {counts['infeasible']} infeasible) "
           f"in {run_dir}")
     if best is not None:
-        shown = ", ".join(f"{k}={best.metrics[k]:.4g}" for k in search.objective.names)
+        shown = ", ".join(f"{k}={best.metrics[k]:.4g}" for k in study.objective.names)
         print(f"best: trial {best.trial} {shown}\n  {best.label}")
     if results and counts["failed"] == len(results):
         first = (results[0].error or "").splitlines()

@@ -19,7 +19,6 @@ from . import presets
 from .errors import ConfigError
 from .schema import NUM, OPT_INT, OPT_NUM, OPT_STR, Field, fraction, non_negative, number_ok, positive, show, \
     type_ok, validate_section
-from .schema import schema_from_defaults  # noqa: F401 — until strategies/differentiable.py imports it from .schema
 
 
 def _phase_weights(v):

@@ -1,13 +1,19 @@
 """Runs one trial: cheap metrics → constraints (infeasible without training) → evaluate → TrialResult.
-Any error becomes a `failed` result, so a bad trial never stops the search."""
+Any error becomes a `failed` result, so a bad trial never stops the search.
+
+A one-shot strategy proposes a `SupernetJob` instead of an arch: its trial first runs the space's supernet
+search (epoch after epoch, each reported to the loop with a checkpoint, resumable from one), then evaluates
+the derived arch like any other — on whichever executor runs the trial, with the trial's threads."""
 from __future__ import annotations
 
 import inspect
+import io
 import math
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,10 +24,42 @@ from .space import Arch, EvalContext, SearchSpace
 
 
 @dataclass(frozen=True)
+class SupernetJob:
+    """A one-shot strategy's proposal: train the space's supernet with `options` (seeded `seed`), derive an arch."""
+
+    options: dict[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
 class TrialTask:
     trial: int
-    arch: Arch
+    arch: Arch  # empty for a supernet job until it is derived
     seed: int
+    supernet: SupernetJob | None = None
+    resume: bytes | None = None  # a supernet job's last EpochReport.checkpoint, to continue from
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """One finished epoch of a running supernet job, sent to the loop while the trial runs."""
+
+    trial: int
+    epoch: int  # 0-based
+    epochs: int
+    scalars: dict[str, float]
+    text: dict[str, str]
+    checkpoint: bytes  # torch.save({"trial", "epoch": epochs done, "search": state}); loads with weights_only=True
+
+
+Progress = Callable[[EpochReport], None]
+
+
+def task_for(proposal: Arch | SupernetJob, trial: int, seed: int) -> TrialTask:
+    """The task of what a strategy's `ask()` proposed: an arch, or a supernet job (whose arch comes later)."""
+    if isinstance(proposal, SupernetJob):
+        return TrialTask(trial, Arch({}), seed, supernet=proposal)
+    return TrialTask(trial, proposal, seed)
 
 
 def trial_seed(run_seed: int, trial: int) -> int:
@@ -33,12 +71,40 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def derive(space: SearchSpace, context: EvalContext, task: TrialTask, progress: Progress | None) -> Arch:
+    """Run (or continue, from `task.resume`) the supernet search of `task.supernet` and derive its arch."""
+    search = space.supernet_search(context, task.supernet.seed, task.supernet.options)
+    start = 0
+    if task.resume is not None:
+        saved = torch.load(io.BytesIO(task.resume), weights_only=True)
+        search.load_state_dict(saved["search"])
+        start = saved["epoch"]
+    for epoch in range(start, search.epochs):
+        scalars, text = search.run_epoch(epoch)
+        if progress is not None:
+            buf = io.BytesIO()
+            torch.save({"trial": task.trial, "epoch": epoch + 1, "search": search.state_dict()}, buf)
+            progress(EpochReport(task.trial, epoch, search.epochs, scalars, text, buf.getvalue()))
+    return search.derive()
+
+
+def task_label(space: SearchSpace, task: TrialTask) -> str:
+    return "supernet search" if task.supernet is not None else space.label(task.arch)
+
+
 def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, task: TrialTask,
-              worker: str = "local", on_epoch=None) -> TrialResult:
+              worker: str = "local", on_epoch=None, progress: Progress | None = None) -> TrialResult:
     """`on_epoch(epoch, metrics)`, when given, is passed to spaces whose `evaluate` reports per epoch (trained
-    spaces), with the cheap metrics merged in (used by Ray Tune's schedulers)."""
+    spaces), with the cheap metrics merged in (used by Ray Tune's schedulers); `progress` receives a supernet
+    job's epochs."""
     start = time.perf_counter()
     torch.set_num_threads(context.threads)
+    if task.supernet is not None:
+        try:
+            task = replace(task, arch=derive(space, context, task, progress), supernet=None, resume=None)
+        except Exception as e:  # noqa: BLE001 — as below
+            return TrialResult(task.trial, task.arch, task_label(space, task), "failed", seed=task.seed, worker=worker,
+                               error=f"{type(e).__name__}: {e}", duration_s=time.perf_counter() - start)
     result = TrialResult(task.trial, task.arch, space.label(task.arch), "ok", seed=task.seed, worker=worker)
     try:
         result.metrics = space.cheap_metrics(task.arch, context)

@@ -9,55 +9,47 @@ aside by `Journal.load` and their trials run again.
 """
 from __future__ import annotations
 
+import io
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, spaces  # noqa: F401 — spaces registers the built-in spaces
-from .config import dump
+from .assemble import build_space, build_strategy
+from .config import check_machine
 from .errors import ConfigError
-from .evaluation import TrialTask, trial_seed
+from .evaluation import EpochReport, SupernetJob, TrialTask, task_for, trial_seed
 from .execution import EXECUTORS
 from .hardware import make_predictor
-from .journal import Journal, TrialResult, write_atomic
+from .journal import TrialResult
 from .objective import Objective
-from .space import SPACES, EvalContext, SearchSpace
-from .strategies import STRATEGIES, Strategy, Unique
-from .tracking import TensorBoardLogger, write_summaries
+from .space import Arch, EvalContext, SearchSpace
+from .strategies import Unique
+from .rundir import MemoryRun, RunDir
+from .tracking import TensorBoardLogger
 
 
 class SearchAborted(RuntimeError):
     """The search stopped before its budget (e.g. too many failures in a row)."""
 
 
-def build_space(config: dict) -> SearchSpace:
-    options = {k: v for k, v in config["space"].items() if k != "name"}
-    return SPACES.get(config["space"]["name"])(**options)
-
-
-def build_strategy(config: dict, space: SearchSpace, objective: Objective) -> Strategy:
-    cls = STRATEGIES.get(config["strategy"]["name"])
-    missing = [cap.__name__ for cap in cls.requires if not isinstance(space, cap)]
-    if missing:
-        raise ConfigError(f"strategy {cls.name!r} needs a space with {', '.join(missing)}; "
-                          f"space {space.name!r} has none")
-    options = {k: v for k, v in config["strategy"].items() if k != "name"}
-    return cls(space, objective, config["search"]["seed"], **options)
-
-
 class Search:
     """One run: its components are built (and so validated) on construction, before anything is written."""
 
-    def __init__(self, config: dict, run_dir: Path, progress: bool = True):
+    def __init__(self, config: dict, run: RunDir | MemoryRun | Path | None, progress: bool = True, *,
+                 space: SearchSpace | None = None, strategy_cls: type | None = None):
+        """`run`: where the run lives (a `RunDir` or its path; `MemoryRun` or None: in memory). `space` and
+        `strategy_cls`: objects to use instead of building the config's registered ones."""
         self.config = config
-        self.run_dir = Path(run_dir)
+        self.rundir = run if isinstance(run, (RunDir, MemoryRun)) else MemoryRun() if run is None else RunDir(run)
         self.objective = Objective.from_config(config["objective"])
-        self.space = build_space(config)
+        self.space = space or build_space(config)
         # the loop's de-duplication and exhaustion signal wrap the strategy (strategies/dedupe.py)
-        self.strategy = Unique(build_strategy(config, self.space, self.objective), budget=config["search"]["budget"])
+        self.strategy = Unique(build_strategy(config, self.space, self.objective, strategy_cls),
+                               budget=config["search"]["budget"])
         self.context = EvalContext(train=config["train"], data=config["data"],
                                    device=config["execution"]["device"],
                                    time_limit_s=config["search"]["trial_timeout_s"],
@@ -66,26 +58,29 @@ class Search:
         self.context.latency = make_predictor(config["latency"], self.space, config["data"])
         self.executor_cls = EXECUTORS.get(config["execution"]["executor"])
         self.progress = progress
-        self.journal = Journal(self.run_dir / "trials.jsonl")
-        self.checkpoint_path = self.run_dir / "state" / "checkpoint.json"
+        self.epoch_bars: dict[int, tqdm] = {}
+        check_machine(config)
+        produced = self.space.metrics()
+        if produced is not None and self.context.latency is not None:
+            produced = produced | self.context.latency.metrics()
+        self.objective.check_metrics(produced)
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.rundir.path
 
     # -- checkpoint -------------------------------------------------------------------------------
     def _save(self) -> None:
         state = {"strategy": self.strategy.state_dict(), "next_trial": self.next_trial,
-                 "pending": [[t, dict(task.arch), task.seed] for t, task in self.pending.items()],
+                 "pending": [[t, dict(task.arch), task.seed, None if task.supernet is None else vars(task.supernet)]
+                             for t, task in self.pending.items()],
                  "told": sorted(self.told)}
-        checkpoint.save(self.checkpoint_path, state, space=self.space.name, strategy=self.strategy.name)
+        self.rundir.save_state(state, self.space.name, self.strategy.name)
 
     def _restore(self) -> list[TrialTask]:
         """Load the checkpoint and journal; return the tasks that must run again."""
-        legacy = self.checkpoint_path.with_suffix(".pkl")
-        if legacy.exists() and not self.checkpoint_path.exists():
-            raise ConfigError(f"{self.run_dir} was written by an older sparsenas whose checkpoint ({legacy.name}) "
-                              "cannot be loaded safely; start a new run (report still reads this one)")
-        state = None
-        if self.checkpoint_path.exists():  # read (or refused) before the journal is repaired
-            state = checkpoint.load(self.checkpoint_path, space=self.space.name, strategy=self.strategy.name)
-        self.results = self.journal.load(validate=lambda r: self.space.validate(r.arch))
+        state = self.rundir.load_state(self.space.name, self.strategy.name)  # refused before the journal is touched
+        self.results = self.rundir.journal.load(validate=lambda r: self.space.validate(r.arch))
         self.pending: dict[int, TrialTask] = {}
         self.told: set[int] = set()
         self.next_trial = 0
@@ -105,32 +100,65 @@ class Search:
             self.strategy.load_state_dict(state["strategy"])
             self.next_trial = int(state["next_trial"])
             self.told = {int(t) for t in state["told"]}
-            self.pending = {int(t): TrialTask(int(t), self.space.validate(arch), int(seed))
-                            for t, arch, seed in state["pending"]}
+            self.pending = {int(t): self._pending_task(int(t), arch, int(seed), job)
+                            for t, arch, seed, job in state["pending"]}
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-            raise ConfigError(f"checkpoint {self.checkpoint_path} does not fit this run's "
+            raise ConfigError(f"checkpoint of {self.rundir} does not fit this run's "
                               f"{self.strategy.name} strategy or {self.space.name} space ({type(e).__name__}: {e})"
                               .splitlines()[0]) from None
 
+    def _pending_task(self, trial: int, arch: dict, seed: int, job: dict | None) -> TrialTask:
+        if job is None:
+            return TrialTask(trial, self.space.validate(arch), seed)
+        return TrialTask(trial, Arch({}), seed, SupernetJob(dict(job["options"]), int(job["seed"])),
+                         resume=self._supernet_checkpoint(trial))
+
+    def _supernet_checkpoint(self, trial: int) -> bytes | None:
+        """state/supernet.pt if it belongs to `trial` (checked with torch.load(weights_only=True))."""
+        data = self.rundir.supernet_checkpoint()
+        if data is None:
+            return None
+        try:
+            saved = torch.load(io.BytesIO(data), weights_only=True)
+            epoch, owner = int(saved["epoch"]), saved.get("trial", trial)
+        except Exception as e:  # noqa: BLE001 — unpickling errors have no common base
+            raise ConfigError(f"{self.rundir}/state/supernet.pt is not a supernet checkpoint ({type(e).__name__}); "
+                              "remove it to restart the supernet search") from None
+        return data if owner == trial and epoch >= 0 else None
+
+    def _on_epoch(self, report: EpochReport) -> None:
+        """A running supernet job finished an epoch: checkpoint it, log it, show it."""
+        self.rundir.save_supernet_checkpoint(report.checkpoint)
+        self.tb.log_epoch(report.epoch, report.scalars, report.text)
+        bar = self.epoch_bars.get(report.trial)
+        if bar is None:
+            bar = self.epoch_bars[report.trial] = tqdm(
+                total=report.epochs, initial=report.epoch, disable=not self.progress, unit="epoch", position=1,
+                leave=False, desc=f"trial {report.trial} supernet", dynamic_ncols=True)
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in list(report.scalars.items())[:3]})
+
     # -- loop -------------------------------------------------------------------------------------
-    def run(self) -> list[TrialResult]:
+    def run(self, resume: bool = True) -> list[TrialResult]:
+        """Finish the budget. The run directory is locked for the whole search; with `resume` False a run that
+        already exists there is refused."""
         # the executor first: a Ray cluster that cannot be reached is refused before anything is written
         executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"])
         try:
-            return self._run(executor)
+            with self.rundir.writing(resume):
+                return self._run(executor)
         finally:
             executor.close()
 
     def _run(self, executor) -> list[TrialResult]:
-        (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
         retry = self._restore()  # a checkpoint or journal that cannot be resumed is refused here
-        write_atomic(self.run_dir / "config.yaml", dump(self.config))
+        self.rundir.write_config(self.config)
         budget = self.config["search"]["budget"]
         max_failures = self.config["search"]["max_failures"]
-        tb = TensorBoardLogger(self.run_dir / "tb", self.objective)
+        tb = self.tb = self.rundir.tensorboard(self.objective)
         for text in self.strategy.warnings:  # e.g. a budget within the strategy's warm-up (logged when built)
             tb.note(text)
-        self.strategy.bind(self.context, self.run_dir / "state", tb.log_epoch)
+        executor.progress = self._on_epoch
         bar = tqdm(total=budget, initial=len(self.results), disable=not self.progress, unit="trial",
                    desc=f"{self.space.name}/{self.strategy.name}", dynamic_ncols=True)
         self._show_best(bar)
@@ -143,7 +171,7 @@ class Search:
                     arch = self.strategy.ask()
                     if arch is None:
                         break
-                    task = TrialTask(self.next_trial, arch, trial_seed(self.config["search"]["seed"], self.next_trial))
+                    task = task_for(arch, self.next_trial, trial_seed(self.config["search"]["seed"], self.next_trial))
                     self.pending[task.trial] = task
                     self.next_trial += 1
                     self._save()
@@ -159,18 +187,22 @@ class Search:
                         raise SearchAborted(f"stopped after {failures_in_row} failed trials in a row "
                                             f"(search.max_failures={max_failures}); last error: {result.error}")
         finally:
+            for epoch_bar in self.epoch_bars.values():
+                epoch_bar.close()
             bar.close()
             tb.close()
         return self.results
 
     def _record(self, result: TrialResult, tb: TensorBoardLogger) -> None:
-        self.journal.append(result)
+        if result.trial in self.epoch_bars:
+            self.epoch_bars.pop(result.trial).close()
+        self.rundir.journal.append(result)
         self.results.append(result)
         self.strategy.tell(result)
         self.told.add(result.trial)
         self.pending.pop(result.trial, None)
         self._save()
-        write_summaries(self.run_dir, self.objective, self.results)
+        self.rundir.write_summaries(self.objective, self.results)
         tb.log(result, self.results)
 
     def _show_best(self, bar) -> None:

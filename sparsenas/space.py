@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .registry import Registry
+from .schema import schema_from_defaults, validate_section
 
 Value = str | int | float | bool
 
@@ -175,15 +176,42 @@ class SearchSpace:
         raise NotImplementedError
 
 
-class SuperNet:
-    """Capability of spaces with a supernet form, for `--strategy differentiable`.
+class SupernetSearch:
+    """A space's one-shot supernet search (DASS bi-level, TAS Gumbel): `epochs` calls of `run_epoch`, then
+    `derive()`. Built by `SuperNet.supernet_search` inside a trial; its `state_dict` must load with
+    `torch.load(weights_only=True)` (it is checkpointed after every epoch)."""
 
-    `supernet_search(context, seed, options)` returns a `sparsenas.strategies.differentiable.SupernetSearch`
-    (the space's own bi-level algorithm: DASS, TAS); `options` is the strategy's `options` mapping, checked
-    against that search's `defaults`."""
+    defaults: ClassVar[dict[str, Any]] = {}
+    epochs: int
 
-    def supernet_search(self, context: "EvalContext", seed: int, options: dict[str, Any]):
+    def run_epoch(self, epoch: int) -> tuple[dict[str, float], dict[str, str]]:
+        """Train one epoch; return scalars (losses, α entropy, FLOPs, ...) and text (current genotype)."""
         raise NotImplementedError
+
+    def derive(self) -> "Arch":
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return validate_section("strategy.options", options, schema_from_defaults(cls.defaults))
+
+
+class SuperNet:
+    """Capability of spaces with a supernet form, for `--strategy differentiable`: `supernet_search_class()`
+    is the space's `SupernetSearch`; `supernet_search(context, seed, options)` builds it, `options` being the
+    strategy's `options` mapping, checked against that search's `defaults`."""
+
+    def supernet_search_class(self) -> type[SupernetSearch]:
+        raise NotImplementedError
+
+    def supernet_search(self, context: "EvalContext", seed: int, options: dict[str, Any]) -> SupernetSearch:
+        return self.supernet_search_class()(self, context, seed, options)
 
 
 @dataclass

@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from conftest import FAST, cli, cli_subprocess_cmd
+from conftest import cli, cli_subprocess_cmd
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -7,10 +7,12 @@ import torch.nn.functional as F
 from conftest import FAST, cli
 from sparsenas.config import CORE
 from sparsenas.errors import ConfigError
-from sparsenas.space import Arch, Categorical, EvalContext, SearchSpace, SuperNet
+from sparsenas.evaluation import SupernetJob, TrialTask, derive, run_trial
+from sparsenas.objective import Objective
+from sparsenas.space import Arch, Categorical, EvalContext, SearchSpace, SuperNet, SupernetSearch
 from sparsenas.spaces.dass import DassSpace
 from sparsenas.spaces.dass_supernet import EDGES
-from sparsenas.strategies.differentiable import DifferentiableSearch, SupernetSearch
+from sparsenas.strategies.differentiable import DifferentiableSearch
 
 TINY = {"pretrain_epochs": 1, "prune_epochs": 1, "finetune_epochs": 1, "batch_size": 64}
 
@@ -108,12 +110,14 @@ def test_bad_options_are_config_errors():
 
 class CountingSearch(SupernetSearch):
     epochs = 4
+    defaults = {"a": 0}
 
-    def __init__(self):
-        self.ran, self.weight = [], torch.zeros(1)
+    def __init__(self, space=None, context=None, seed=0, options=None):
+        self.ran, self.weight, self.threads = [], torch.zeros(1), []
 
     def run_epoch(self, epoch):
         self.ran.append(epoch)
+        self.threads.append(torch.get_num_threads())
         self.weight += 1
         return {"loss": float(epoch)}, {"genotype": str(epoch)}
 
@@ -137,23 +141,54 @@ class FakeSuperSpace(SearchSpace, SuperNet):
     def dims(self):
         return {"x": Categorical(list(range(10)))}
 
+    def supernet_search_class(self):
+        return CountingSearch
+
     def supernet_search(self, context, seed, options):
         self.searches.append(CountingSearch())
         return self.searches[-1]
 
+    def evaluate(self, arch, seed, context):
+        return {"val_acc": arch["x"] / 10}
 
-def test_killed_supernet_search_resumes_from_its_last_epoch(tmp_path):
-    space, logged = FakeSuperSpace(), []
-    strategy = DifferentiableSearch(space, None, 0)
-    strategy.bind(context(), tmp_path, lambda step, scalars, text: logged.append(step))
-    assert strategy.ask() == Arch({"x": 4}) and strategy.ask() is None
-    assert space.searches[0].ran == [0, 1, 2, 3] and logged == [0, 1, 2, 3]
-    # a run killed after epoch 2: its checkpoint says 2 epochs done
-    torch.save({"epoch": 2, "search": {"weight": torch.tensor([2.0])}}, tmp_path / "supernet.pt")
-    resumed = DifferentiableSearch(space, None, 0)
-    resumed.bind(context(), tmp_path)
-    assert resumed.ask() == Arch({"x": 4})
+
+def test_the_strategy_proposes_one_supernet_job_and_learns_the_derived_arch():
+    space = FakeSuperSpace()
+    strategy = DifferentiableSearch(space, Objective(), 3, options={"a": 1})
+    job = strategy.ask()
+    assert job == SupernetJob({"a": 1}, 3) and strategy.ask() is None
+    result = run_trial(space, Objective(), context(), TrialTask(0, Arch({}), 7, job))
+    assert result.ok and result.arch == Arch({"x": 4}) and result.metrics["val_acc"] == 0.4
+    strategy.tell(result)
+    resumed = DifferentiableSearch(space, Objective(), 3, options={"a": 1})
+    resumed.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    assert resumed.ask() is None and resumed.derived == Arch({"x": 4})
+
+
+def test_a_supernet_trial_reports_every_epoch_runs_with_the_trial_threads_and_resumes_from_a_report():
+    space, reports = FakeSuperSpace(), []
+    task = TrialTask(0, Arch({}), 0, SupernetJob({}, 0))
+    torch.set_num_threads(2)
+    ctx = context()
+    ctx.threads = 1
+    result = run_trial(space, Objective(), ctx, task, progress=reports.append)
+    assert result.ok and result.arch == Arch({"x": 4})
+    assert space.searches[0].ran == [0, 1, 2, 3] and space.searches[0].threads == [1, 1, 1, 1]
+    assert [(r.epoch, r.epochs, r.scalars["loss"], r.text["genotype"]) for r in reports] == \
+        [(e, 4, float(e), str(e)) for e in range(4)]
+    # killed after epoch 2: the loop kept its report's checkpoint (torch.load weights_only=True)
+    saved = torch.load(__import__("io").BytesIO(reports[1].checkpoint), weights_only=True)
+    assert saved["epoch"] == 2 and saved["trial"] == 0
+    assert derive(space, ctx, TrialTask(0, Arch({}), 0, SupernetJob({}, 0), reports[1].checkpoint), None) == \
+        Arch({"x": 4})
     assert space.searches[1].ran == [2, 3]
+
+
+def test_a_failing_supernet_search_is_a_failed_trial():
+    space = FakeSuperSpace()
+    space.supernet_search = lambda context, seed, options: 1 / 0
+    result = run_trial(space, Objective(), context(), TrialTask(0, Arch({}), 0, SupernetJob({}, 0)))
+    assert result.status == "failed" and "ZeroDivisionError" in result.error and result.label == "supernet search"
 
 
 def test_cli_differentiable_search_yields_the_requested_sparsity(runs):
@@ -163,6 +198,31 @@ def test_cli_differentiable_search_yields_the_requested_sparsity(runs):
     assert len(records) == 1 and records[0]["status"] == "ok"
     assert records[0]["metrics"]["sparsity"] == pytest.approx(0.8, abs=0.01)
     assert records[0]["arch"]["normal.keep"] == 0.2 and (runs / "d" / "state" / "supernet.pt").is_file()
+
+
+def test_cli_supernet_epochs_show_in_the_progress_bar_and_a_killed_search_resumes_from_its_epoch(runs, capsys,
+                                                                                                  monkeypatch):
+    from sparsenas.spaces.dass_supernet import DassSupernetSearch
+
+    args = ["search", "--space", "dass", "--strategy", "differentiable", "--name", "d", "--runs-dir", runs, *FAST,
+            "--set", "strategy.options={pretrain_epochs: 1, prune_epochs: 1, finetune_epochs: 1, keep: 0.2}"]
+    real, ran = DassSupernetSearch.run_epoch, []
+
+    def killed_at_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        ran.append(epoch)
+        return real(self, epoch)
+
+    monkeypatch.setattr(DassSupernetSearch, "run_epoch", killed_at_epoch_2)
+    assert cli(*[a for a in args if a != "--quiet"]) == 130
+    assert "trial 0 supernet" in capsys.readouterr().err  # the epoch bar
+    assert torch.load(runs / "d" / "state" / "supernet.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(DassSupernetSearch, "run_epoch", lambda self, epoch: ran.append(epoch) or real(self, epoch))
+    assert cli("search", "--resume", "--name", "d", "--runs-dir", runs, "--quiet") == 0
+    assert ran == [0, 1, 2]
+    (record,) = [json.loads(line) for line in (runs / "d" / "trials.jsonl").read_text().splitlines()]
+    assert record["status"] == "ok" and record["arch"]["normal.keep"] == 0.2
 
 
 class OpCostLut:

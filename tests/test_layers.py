@@ -11,11 +11,6 @@ from conftest import ROOT
 PACKAGE = "sparsenas"
 # modules of the package that may be imported inside a function, and why
 LAZY = {"sparsenas.plots": "matplotlib: ~0.3 s to import, needed only when a figure is drawn"}
-# imports inside a function that still close a cycle: a space and its supernet search (sparsenas/spaces/dass.py and
-# tas.py build their SupernetSearch, which imports the space's network from the same file); to go when the
-# networks move to modules of their own
-PENDING = {("sparsenas.spaces.dass", "sparsenas.spaces.dass_supernet"),
-           ("sparsenas.spaces.tas", "sparsenas.spaces.tas_supernet")}
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -74,8 +69,7 @@ def _imports(inside_functions: bool = False) -> dict[str, dict[str, int]]:
             in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
                            for n in ast.walk(f)}
             nodes = [n for n in nodes if id(n) in in_function]
-        graph[module] = {target: node.lineno for node in nodes for target in _targets(module, node)
-                          if (module, target) not in PENDING}
+        graph[module] = {target: node.lineno for node in nodes for target in _targets(module, node)}
     return graph
 
 
@@ -126,12 +120,3 @@ def test_no_module_of_the_package_is_imported_inside_a_function():
               for module, targets in _imports(inside_functions=True).items() for target, line in targets.items()
               if target not in LAZY]
     assert not hidden, "imports inside functions hide the layers: " + "; ".join(hidden)
-
-
-
-def test_pending_imports_are_still_there():
-    """When one of them is gone, remove it from PENDING so that it cannot come back."""
-    for module, target in PENDING:
-        tree = MODULES[module]
-        assert any(target in _targets(module, n) for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))), \
-            f"{module} no longer imports {target}: remove the pair from PENDING"

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ray = pytest.importorskip("ray")
 from ray import cloudpickle  # noqa: E402
@@ -17,7 +18,7 @@ from sparsenas.assemble import resolve  # noqa: E402
 from sparsenas.config import CORE  # noqa: E402
 from sparsenas.execution import EXECUTORS  # noqa: E402
 from sparsenas.search import Search  # noqa: E402
-from sparsenas.space import SPACES, Categorical, SearchSpace  # noqa: E402
+from sparsenas.space import SPACES, Arch, Categorical, SearchSpace, SuperNet, SupernetSearch  # noqa: E402
 from sparsenas.testing import check_executor  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
@@ -236,3 +237,62 @@ def test_ray_executors_pass_the_conformance_suite(cluster, name):
     execution = {**{k: f.default for k, f in CORE["execution"].items()}, "executor": name, "workers": 3}
     results = check_executor(lambda *args: EXECUTORS.get(name)(*args, execution))
     assert {node(r.worker) for r in results} <= cluster
+
+
+class ProbeSupernetSearch(SupernetSearch):
+    """4 epochs of 0.3 s; a marker `<marker_dir>/epoch<e>-<pid>` per epoch; the worker dies at epoch `die_at`
+    the first time (no marker of that epoch yet)."""
+
+    epochs = 4
+    defaults = {"marker_dir": "", "die_at": -1}
+
+    def __init__(self, space, context, seed, options):
+        self.o, self.done = self.resolve_options(options), 0
+
+    def run_epoch(self, epoch):
+        marker = Path(self.o["marker_dir"])
+        if epoch == self.o["die_at"] and not list(marker.glob(f"epoch{epoch}-*")):
+            (marker / f"epoch{epoch}-{os.getpid()}-died").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.3)
+        (marker / f"epoch{epoch}-{os.getpid()}").touch()
+        self.done += 1
+        return {"loss": float(epoch)}, {}
+
+    def derive(self):
+        return Arch({"x": self.done})
+
+    def state_dict(self):
+        return {"done": self.done}
+
+    def load_state_dict(self, state):
+        self.done = state["done"]
+
+
+class ProbeSuperSpace(ProbeSpace, SuperNet):
+    def supernet_search_class(self):
+        return ProbeSupernetSearch
+
+
+def test_a_supernet_job_runs_on_a_worker_reports_its_epochs_and_a_retry_continues_from_the_last(cluster, tmp_path):
+    SPACES.register("probe_super")(ProbeSuperSpace)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    try:
+        config = resolve([{"space": {"name": "probe_super"}, "strategy": {
+            "name": "differentiable", "options": {"marker_dir": str(markers), "die_at": 2}},
+            "search": {"budget": 1, "seed": 3}, "train": {"epochs": 1},
+            "execution": {"executor": "ray", "workers": 2, "retries": 1}}])
+        search = Search(config, tmp_path / "run", progress=False)
+        reports = []
+        on_epoch = search._on_epoch
+        search._on_epoch = lambda report: reports.append(report.epoch) or on_epoch(report)
+        (result,) = search.run()
+    finally:
+        SPACES._items.pop("probe_super", None)
+    assert result.ok and result.arch["x"] == 4 and result.worker != "local"
+    assert reports == [0, 1, 2, 3]  # streamed to the driver while the worker trained
+    ran = sorted(m.name for m in markers.iterdir())
+    assert [m for m in ran if m.endswith("died")] and len([m for m in ran if m.startswith("epoch0")]) == 1
+    saved = torch.load(tmp_path / "run" / "state" / "supernet.pt", weights_only=True)
+    assert saved == {"trial": 0, "epoch": 4, "search": {"done": 4}}

@@ -62,7 +62,7 @@ def test_same_seed_gives_identical_trials(runs):
 
 def test_time_limit_fails_the_trial_and_the_search_goes_on(runs):
     assert cli("search", "--space", "dass", "--strategy", "random", "--budget", 2, "--name", "t", "--runs-dir", runs,
-               *FAST, "--set", "search.trial_timeout_s=0.000001") == 0
+               *FAST, "--set", "search.trial_timeout_s=0.000001") == 1  # every trial failed: exit 1
     recs = records(runs / "t")
     assert [r["status"] for r in recs] == ["failed", "failed"]
     assert "time limit" in recs[0]["error"]

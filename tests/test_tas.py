@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from conftest import cli
 from sparsenas.errors import ConfigError
 from sparsenas.ops import count_model
-from sparsenas.space import EvalContext
+from sparsenas.evaluation import SupernetJob, TrialTask, derive
+from sparsenas.space import Arch, EvalContext
 from sparsenas.spaces.tas import RATIOS, TasSpace, depth_choices, width_choices
 from sparsenas.spaces.tas_supernet import TasSupernet, TasSupernetSearch, cwi, flop_loss, select_k
 from sparsenas.training import distillation_loss, train_and_evaluate
@@ -285,21 +286,12 @@ def test_cli_differentiable_search_on_tas_trains_the_derived_arch(runs):
     assert rec["arch"] in [h["arch"] for h in saved["search"]["history"]]
 
 
-def test_killed_supernet_search_resumes_from_its_last_epoch(tmp_path, monkeypatch):
-    """The differentiable strategy's per-epoch checkpoint (torch.load weights_only) carries the TAS state."""
-    from sparsenas.objective import Objective
-    from sparsenas.strategies import STRATEGIES
-
+def test_killed_supernet_search_resumes_from_its_last_epoch(monkeypatch):
+    """A supernet job's per-epoch checkpoint (torch.load weights_only) carries the TAS state."""
     space = TasSpace(C=4, depth=8)
-
-    def strategy(name):
-        (tmp_path / name).mkdir(exist_ok=True)
-        s = STRATEGIES.get("differentiable")(space, Objective(), 0, options={"epochs": 3, "flop_ratio": 0.4})
-        s.bind(context(), tmp_path / name)
-        return s
-
-    clean = strategy("clean").ask()
-    real, ran = TasSupernetSearch.run_epoch, []
+    task = TrialTask(0, Arch({}), 0, SupernetJob({"epochs": 3, "flop_ratio": 0.4}, 0))
+    clean = derive(space, context(), task, None)
+    real, ran, reports = TasSupernetSearch.run_epoch, [], []
 
     def dies_at_epoch_2(self, epoch):
         if epoch == 2:
@@ -308,6 +300,7 @@ def test_killed_supernet_search_resumes_from_its_last_epoch(tmp_path, monkeypatc
 
     monkeypatch.setattr(TasSupernetSearch, "run_epoch", dies_at_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        strategy("killed").ask()
+        derive(space, context(), task, reports.append)
     monkeypatch.setattr(TasSupernetSearch, "run_epoch", lambda self, epoch: ran.append(epoch) or real(self, epoch))
-    assert strategy("killed").ask() == clean and ran == [2]
+    resumed = derive(space, context(), TrialTask(0, Arch({}), 0, task.supernet, reports[-1].checkpoint), None)
+    assert resumed == clean and ran == [2]

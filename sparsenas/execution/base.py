@@ -1,7 +1,7 @@
 """The executor protocol: submit trial tasks, wait for finished results."""
 from __future__ import annotations
 
-from ..evaluation import TrialTask
+from ..evaluation import Progress, TrialTask
 from ..journal import TrialResult
 from ..objective import Objective
 from ..registry import Registry
@@ -9,11 +9,13 @@ from ..space import EvalContext, SearchSpace
 
 
 class Executor:
-    """Runs up to `capacity` trials at once; `wait()` blocks until at least one is done."""
+    """Runs up to `capacity` trials at once; `wait()` blocks until at least one is done, passing the epochs of
+    running supernet jobs to `progress` (set by the loop) as they finish."""
 
     def __init__(self, space: SearchSpace, objective: Objective, context: EvalContext, execution: dict):
         self.space, self.objective, self.context = space, objective, context
         self.execution = execution
+        self.progress: Progress | None = None
 
     @property
     def capacity(self) -> int:

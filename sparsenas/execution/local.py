@@ -20,4 +20,4 @@ class LocalExecutor(Executor):
         return len(self.queue)
 
     def wait(self):
-        return [run_trial(self.space, self.objective, self.context, self.queue.popleft())]
+        return [run_trial(self.space, self.objective, self.context, self.queue.popleft(), progress=self.progress)]

@@ -28,7 +28,7 @@ import socket
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -39,9 +39,10 @@ from ray._raylet import AuthenticationTokenLoader, Config
 from ray.core.generated.gcs_service_pb2 import GetClusterIdRequest
 from ray.core.generated.gcs_service_pb2_grpc import NodeInfoGcsServiceStub
 from ray.exceptions import RayActorError, RayError
+from ray.util.queue import Queue
 
 from ..errors import ConfigError
-from ..evaluation import TrialTask, run_trial
+from ..evaluation import TrialTask, run_trial, task_label
 from ..journal import TrialResult
 from ..objective import Objective
 from ..space import EvalContext, SearchSpace
@@ -50,6 +51,7 @@ from .base import Executor
 log = logging.getLogger(__name__)
 
 QUIET = {"logging_level": logging.WARNING, "log_to_driver": True}
+REPORT_POLL_S = 0.5  # how often a running supernet job's epoch reports are collected
 
 
 def connect(execution: dict) -> "LocalRay | None":
@@ -235,8 +237,11 @@ class TrialWorker:
     def ready(self) -> str:
         return self.name
 
-    def run(self, task: TrialTask) -> TrialResult:
-        return run_trial(self.space, self.spec.objective, self.spec.context, task, worker=self.name)
+    def run(self, task: TrialTask, reports: Any = None) -> TrialResult:
+        """`reports`: a `ray.util.queue.Queue` that a supernet job's epochs are put on as they finish."""
+        progress = None if reports is None else reports.put
+        return run_trial(self.space, self.spec.objective, self.spec.context, task, worker=self.name,
+                         progress=progress)
 
 
 @dataclass
@@ -269,6 +274,8 @@ class RayExecutor(Executor):
             max_restarts=0, max_task_retries=0)
         self._spec = TrialSpec.of(space, objective, context)
         self._progress_at = time.monotonic()
+        self._reports: Any = None  # a ray.util.queue.Queue, made for the first supernet job
+        self._checkpoints: dict[int, bytes] = {}  # trial -> last epoch checkpoint: a retry continues from it
         for _ in range(self.workers):
             self._spawn()
 
@@ -277,6 +284,8 @@ class RayExecutor(Executor):
         return self.workers
 
     def submit(self, task: TrialTask) -> None:
+        if task.supernet is not None and self._reports is None:
+            self._reports = Queue()
         self._queue.append((task, 0))
         self._dispatch()
 
@@ -293,6 +302,7 @@ class RayExecutor(Executor):
             ready, _ = ray.wait(refs, num_returns=1, timeout=self._timeout())
             if ready:
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            self._drain_reports()
             for ref in ready:
                 if ref in self._starting:
                     self._started(ref)
@@ -307,6 +317,9 @@ class RayExecutor(Executor):
         self._starting, self._idle, self._running = {}, [], {}
         for actor in actors:
             ray.kill(actor, no_restart=True)
+        if self._reports is not None:
+            self._reports.shutdown(force=True)
+            self._reports = None
         if self._local is not None:
             self._local.stop()
             self._local = None
@@ -321,13 +334,24 @@ class RayExecutor(Executor):
             (task, number), (actor, worker) = self._queue.popleft(), self._idle.pop()
             now = time.monotonic()
             deadline = now + self.kill_timeout_s if self.kill_timeout_s else None
-            self._running[actor.run.remote(task)] = _Attempt(task, number, actor, worker, now, deadline)
+            reports = self._reports if task.supernet is not None else None
+            self._running[actor.run.remote(task, reports)] = _Attempt(task, number, actor, worker, now, deadline)
 
     def _timeout(self) -> float | None:
         deadlines = [a.deadline for a in self._running.values() if a.deadline is not None]
         if not self._running and not self._idle:
             deadlines.append(self._progress_at + self.start_timeout_s)
+        if any(a.task.supernet is not None for a in self._running.values()):
+            deadlines.append(time.monotonic() + REPORT_POLL_S)  # show a running supernet job's epochs
         return None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
+
+    def _drain_reports(self) -> None:
+        if self._reports is None or self._reports.empty():
+            return
+        for report in self._reports.get_nowait_batch(self._reports.qsize()):
+            self._checkpoints[report.trial] = report.checkpoint
+            if self.progress is not None:
+                self.progress(report)
 
     def _started(self, ref) -> None:
         actor = self._starting.pop(ref)
@@ -374,13 +398,16 @@ class RayExecutor(Executor):
     def _retry_or_fail(self, attempt: _Attempt, why: str, results: list[TrialResult]) -> None:
         if attempt.number < self.retries:
             log.warning("trial %d: %s; retrying on another worker", attempt.task.trial, why)
-            self._queue.appendleft((attempt.task, attempt.number + 1))
+            task = attempt.task
+            if task.supernet is not None and task.trial in self._checkpoints:  # continue from its last epoch
+                task = replace(task, resume=self._checkpoints[task.trial])
+            self._queue.appendleft((task, attempt.number + 1))
         else:
             results.append(self._failed(attempt, f"{why} (attempt {attempt.number + 1} of {self.retries + 1})"))
 
     def _failed(self, attempt: _Attempt, error: str) -> TrialResult:
         task = attempt.task
-        return TrialResult(task.trial, task.arch, self.space.label(task.arch), "failed", seed=task.seed,
+        return TrialResult(task.trial, task.arch, task_label(self.space, task), "failed", seed=task.seed,
                            duration_s=time.monotonic() - attempt.started, worker=attempt.worker, error=error)
 
 

@@ -38,10 +38,10 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from ..evaluation import TrialTask, run_trial, trial_seed
+from ..evaluation import SupernetJob, TrialTask, run_trial, task_for, task_label, trial_seed
 from ..journal import TrialResult
 from ..space import Arch, SearchSpace
-from ..strategies import Strategy
+from ..strategies import Strategy, Unique
 from .base import Executor
 from .ray import TrialSpec, connect, worker_id, workers
 
@@ -62,13 +62,15 @@ class StrategySearcher(Searcher):
     @classmethod
     def from_strategy(cls, strategy: Strategy, budget: int | None = None) -> "StrategySearcher":
         """The strategy itself as the searcher: suggest → ask, on_trial_complete → tell (trial seeds derive
-        from the strategy's seed as in a search; `budget` ends the experiment after that many trials)."""
+        from the strategy's seed as in a search; `budget` ends the experiment after that many trials). Wrapped in
+        `Unique` as in a search, unless it already is: no arch runs twice."""
         count = iter(range(budget if budget is not None else 2**62))
+        strategy = strategy if isinstance(strategy, Unique) else Unique(strategy, budget=budget)
 
         def propose():
             trial = next(count, None)
             arch = strategy.ask() if trial is not None else None
-            return Searcher.FINISHED if arch is None else TrialTask(trial, arch, trial_seed(strategy.seed, trial))
+            return Searcher.FINISHED if arch is None else task_for(arch, trial, trial_seed(strategy.seed, trial))
 
         objective = strategy.objective
         return cls(strategy.space, propose, lambda task, result: strategy.tell(result), objective.names[0],
@@ -87,7 +89,8 @@ class StrategySearcher(Searcher):
         if not isinstance(task, TrialTask):
             return task  # None (nothing yet) or Searcher.FINISHED
         self._live[trial_id] = [task, None]
-        return {"trial": task.trial, "arch": dict(task.arch), "seed": task.seed}
+        job = None if task.supernet is None else {"options": task.supernet.options, "seed": task.supernet.seed}
+        return {"trial": task.trial, "arch": dict(task.arch), "seed": task.seed, "supernet": job}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._live:
@@ -104,7 +107,7 @@ class StrategySearcher(Searcher):
         if RECORD in result:
             return TrialResult.from_record(json.loads(result[RECORD]))
         worker = result.get("worker") or (f"{result['hostname']}:{result['pid']}" if "pid" in result else "ray-tune")
-        out = TrialResult(task.trial, task.arch, self.space.label(task.arch), "failed", seed=task.seed,
+        out = TrialResult(task.trial, task.arch, task_label(self.space, task), "failed", seed=task.seed,
                           duration_s=float(result.get("time_total_s", 0.0)), worker=worker)
         if error:
             out.error = "the Ray Tune trial failed on every attempt (its worker died or the trainable crashed)"
@@ -145,7 +148,9 @@ def tune_trial(config: dict, spec: TrialSpec, token: str) -> None:
         _WARM.clear()
         _WARM[token] = spec.build()
     space, worker = _WARM[token], worker_id()
-    task = TrialTask(config["trial"], Arch(config["arch"]), config["seed"])
+    job = config.get("supernet")  # a supernet job runs here too, without per-epoch progress
+    task = TrialTask(config["trial"], Arch(config["arch"]), config["seed"],
+                     None if job is None else SupernetJob(job["options"], job["seed"]))
     epochs = spec.context.train["epochs"]
 
     def on_epoch(epoch: int, metrics: dict) -> None:

@@ -25,10 +25,9 @@ from ..data import load_data
 from ..errors import ConfigError
 from ..ops.masks import scores_from_weights
 from ..ops.sparse import SparseMixin
-from ..space import Arch, EvalContext
-from ..strategies.differentiable import SupernetSearch
+from ..space import Arch, EvalContext, SupernetSearch
 from ..training import resolve_device
-from .dass import CELL_TYPES, NODES, OPS, DassNetwork, FactorizedReduce, ReLUConvBN, Sparse
+from .dass_net import CELL_TYPES, NODES, OPS, DassNetwork, FactorizedReduce, ReLUConvBN, Sparse
 
 EDGES = sum(n + 2 for n in range(NODES))  # 14
 PHASES = ("pretrain", "prune", "finetune")

@@ -27,6 +27,7 @@ The derived arch is then trained from scratch, with distillation, as an ordinary
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +35,13 @@ from torch import nn
 
 from ..data import load_data
 from ..errors import ConfigError
-from ..space import Arch, EvalContext
-from ..strategies.differentiable import SupernetSearch
+from ..space import Arch, EvalContext, SupernetSearch
 from ..training import resolve_device
 from .dass_supernet import _batches
-from .tas import STAGES, TasSpace, down
+from .tas_net import STAGES, down
+
+if TYPE_CHECKING:  # tas imports this module
+    from .tas import TasSpace
 
 
 def cwi(x: torch.Tensor, channels: int) -> torch.Tensor:

@@ -1,8 +1,7 @@
 """The strategy protocol: ask / tell / state_dict / load_state_dict (Optuna-style ask-and-tell)."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from ..journal import TrialResult
 from ..objective import Objective
@@ -13,7 +12,7 @@ from ..space import Arch, SearchSpace
 class Strategy:
     """Proposes archs of `space` and learns from their results.
 
-    `ask()` returns the next arch (None when it has nothing left to propose); `tell(result)` receives every
+    `ask()` returns the next arch (a one-shot strategy: a `SupernetJob`; None when it has nothing left to propose); `tell(result)` receives every
     finished trial, whatever its status; `state_dict()` is everything needed so that, after
     `load_state_dict`, the strategy continues exactly as it would have. Seeded by the run seed.
     `requires` lists the space capabilities (mixin classes) the strategy needs."""
@@ -27,11 +26,6 @@ class Strategy:
         self.objective = objective
         self.seed = seed
         self.options = {**self.defaults, **options}
-
-    def bind(self, context: Any, state_dir: Path, log: Callable[..., None] | None = None) -> None:
-        """Called by the search before the first ask: the evaluation context, a directory for the
-        strategy's own checkpoints, and `log(step, scalars, text)` for per-epoch curves (TensorBoard)."""
-        self.context, self.state_dir, self.log = context, Path(state_dir), log
 
     def ask(self) -> Arch | None:
         raise NotImplementedError

@@ -1,45 +1,17 @@
-"""`--strategy differentiable`: one-shot search of a supernet, then the derived arch as an ordinary trial.
+"""`--strategy differentiable`: one supernet job — a one-shot search of the space's supernet, then the derived
+arch as an ordinary trial.
 
-The algorithm is the space's (DASS bi-level sparse search, TAS Gumbel width/depth search): the space
-returns a `SupernetSearch`; this strategy runs its epochs, logs each epoch to TensorBoard, checkpoints
-after every epoch (state/supernet.pt, loadable with weights_only=True) so that `--resume` continues a
-killed search from its last finished epoch, and finally asks the derived arch to be trained and evaluated.
+The algorithm is the space's (DASS bi-level sparse search, TAS Gumbel width/depth search; see
+`SuperNet.supernet_search_class`). The strategy proposes it once as a `SupernetJob`; the executor runs it
+like any trial (locally or on a Ray worker, with `execution.cpus_per_trial` threads), reporting each epoch to
+the loop — progress bar, TensorBoard `supernet/*`, and a checkpoint (state/supernet.pt, loadable with
+weights_only=True) from which `--resume` continues a killed search — and journals the derived arch's result.
 """
 from __future__ import annotations
 
-import io
-from typing import Any, ClassVar
-
-import torch
-
-from ..config import schema_from_defaults, validate_section
-from ..journal import write_atomic
+from ..evaluation import SupernetJob
 from ..space import Arch, SuperNet
 from .base import Strategy, register_strategy
-
-
-class SupernetSearch:
-    """A space's supernet search: `epochs` calls of `run_epoch`, then `derive()`."""
-
-    defaults: ClassVar[dict[str, Any]] = {}
-    epochs: int
-
-    def run_epoch(self, epoch: int) -> tuple[dict[str, float], dict[str, str]]:
-        """Train one epoch; return scalars (losses, α entropy, FLOPs, ...) and text (current genotype)."""
-        raise NotImplementedError
-
-    def derive(self) -> Arch:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    @classmethod
-    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        return validate_section("strategy.options", options, schema_from_defaults(cls.defaults))
 
 
 @register_strategy("differentiable")
@@ -49,36 +21,22 @@ class DifferentiableSearch(Strategy):
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
+        space.supernet_search_class().resolve_options(self.options["options"])  # bad options: exit 2, up front
+        self.asked = False
         self.derived: Arch | None = None
-        self.context = self.state_dir = self.log = None
 
-    def ask(self) -> Arch | None:
-        if self.derived is not None:
-            return None  # one derived architecture per run
-        if self.context is None:
-            raise RuntimeError("differentiable strategy used before bind()")
-        search = self.space.supernet_search(self.context, self.seed, self.options["options"])
-        path = self.state_dir / "supernet.pt"
-        start = 0
-        if path.exists():
-            saved = torch.load(path, weights_only=True)
-            search.load_state_dict(saved["search"])
-            start = saved["epoch"]
-        for epoch in range(start, search.epochs):
-            scalars, text = search.run_epoch(epoch)
-            if self.log is not None:
-                self.log(epoch, scalars, text)
-            buf = io.BytesIO()
-            torch.save({"epoch": epoch + 1, "search": search.state_dict()}, buf)
-            write_atomic(path, buf.getvalue())
-        self.derived = search.derive()
-        return self.derived
+    def ask(self) -> SupernetJob | None:
+        if self.asked:
+            return None  # one supernet job per run
+        self.asked = True
+        return SupernetJob(dict(self.options["options"]), self.seed)
 
     def tell(self, result) -> None:
-        pass
+        self.derived = result.arch
 
     def state_dict(self):
-        return {"derived": None if self.derived is None else dict(self.derived)}
+        return {"asked": self.asked, "derived": None if self.derived is None else dict(self.derived)}
 
     def load_state_dict(self, state):
+        self.asked = bool(state["asked"])
         self.derived = None if state["derived"] is None else Arch(state["derived"])
