@@ -9,8 +9,6 @@ from __future__ import annotations
 import inspect
 import io
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -65,10 +63,6 @@ def task_for(proposal: Arch | SupernetJob, trial: int, seed: int) -> TrialTask:
 def trial_seed(run_seed: int, trial: int) -> int:
     """Independent, reproducible seed of trial `trial` in a run seeded `run_seed`."""
     return int(np.random.SeedSequence([run_seed, trial]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def derive(space: SearchSpace, context: EvalContext, task: TrialTask, progress: Progress | None) -> Arch:

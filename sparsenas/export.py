@@ -17,22 +17,23 @@ from torch import nn
 from torch.sparse import to_sparse_semi_structured
 
 from .assemble import build_space, resolve
-from .config import check_device, read_yaml_file
+from .config import check_device
 from .data import load_data
 from .errors import ConfigError
-from .journal import Journal
 from .objective import Objective
 from .ops.accounting import count_layers
 from .ops.deploy import max_abs_diff, semi_structured_ok, to_deployable
 from .paths import output_dir
+from .rundir import RunDir
 from .space import Arch
 from .training import resolve_device, train_and_evaluate
 
 
-def _chosen_trial(run_dir: Path, config: dict, trial: int | None):
+def _chosen_trial(run: RunDir, config: dict, trial: int | None):
     """The record of trial `trial`, by default the best (the one best.json names), read without touching the
     journal (a search may be writing it)."""
-    records = {r.trial: r for r in Journal(run_dir / "trials.jsonl").read()}
+    run_dir = run.path
+    records = {r.trial: r for r in run.results()}
     if trial is None:
         best = Objective.from_config(config["objective"]).best(list(records.values()))
         if best is None:
@@ -54,13 +55,6 @@ def _build(config: dict, arch, seed: int, input_shape, num_classes: int) -> nn.M
     return space.build(arch, tuple(input_shape), num_classes)
 
 
-def _load_config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml)")
-    return resolve([read_yaml_file(path, "run config")])
-
-
 def _portable(plan: dict) -> dict:
     """The plan as saved: N:M layers are stored dense and converted at load time where the device allows."""
     return {n: {**e, "action": "dense" if e["action"] == "nm" else e["action"]} for n, e in plan.items()}
@@ -73,8 +67,9 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} does not exist")
-    config = _load_config(run_dir)
-    record = _chosen_trial(run_dir, config, trial)
+    run = RunDir(run_dir)
+    config = resolve([run.read_config()])
+    record = _chosen_trial(run, config, trial)
     if epochs is not None:
         if epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .config import read_yaml_file
 from .errors import ConfigError
-from .journal import Journal, TrialResult
+from .journal import TrialResult
 from .objective import Objective
 from .paths import output_dir
+from .rundir import RunDir
 
 
 @dataclass
@@ -29,10 +29,10 @@ class Run:
 
 
 def load_run(run_dir: Path) -> Run:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "trials.jsonl").is_file():
+    run = RunDir(run_dir)
+    if not run.config_path.is_file() or not run.journal.path.is_file():
         raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml and trials.jsonl)")
-    config = read_yaml_file(run_dir / "config.yaml", "run config")
+    config = run.read_config()
     try:
         names = [config[section]["name"] for section in ("space", "strategy")]
         objective = Objective.from_config(config["objective"])
@@ -40,7 +40,7 @@ def load_run(run_dir: Path) -> Run:
         names = None
     if names is None or not all(isinstance(n, str) for n in names):
         raise ConfigError(f"{run_dir}/config.yaml is not a sparsenas run config")
-    return Run(run_dir, config, objective, Journal(run_dir / "trials.jsonl").read())
+    return Run(run.path, config, objective, run.results())
 
 
 def _table(rows: list[list[str]]) -> str:

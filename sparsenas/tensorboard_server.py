@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import ConfigError
+from .rundir import RunDir
 
 
 def start(run_dir: Path, port: int = 6006):
     """Launch TensorBoard (in this process, on a background thread) bound to 127.0.0.1; return its URL."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "tb").is_dir():
+    if not RunDir(run_dir).config_path.is_file() or not (run_dir / "tb").is_dir():
         raise ConfigError(f"{run_dir} is not a sparsenas run (no config.yaml and tb/)")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {port}")
