@@ -43,7 +43,8 @@ from ..journal import TrialResult
 from ..space import Arch, SearchSpace
 from ..strategies import Strategy, Unique
 from .base import Executor
-from .ray import TrialSpec, connect, worker_id, workers
+from .ray import TrialSpec
+from .ray_cluster import connect, worker_id, workers
 
 RECORD = "sparsenas_record"  # final report: the whole TrialResult as JSON
 METRICS = "sparsenas_metrics"  # per-epoch report: the metrics so far as JSON
