@@ -5,9 +5,11 @@ For each sparsity and seed (paired: the same seed and data for the three methods
   darts   — the same supernet searched without masks (keep 1 throughout: DARTS), derived arch pruned to the
             target keep ratio; one DARTS search per seed serves every sparsity (it never sees the mask)
   random  — a random arch of the space with a fixed random mask at the same keep ratio
-Every arch then trains as an ordinary trial with the same epochs and seed. The learned-score masks of dass
-and darts train the same way (HYDRA: pretrain dense → train the scores → finetune the fixed mask, 2:1:2 of the
-epochs); the random arch's random mask is fixed from the start and trains for all epochs.
+The supernet searches run as a `--strategy differentiable` trial runs them (`sparsenas.evaluation.derive`, the
+supernet seeded with the pair's seed). Every arch then trains as an ordinary trial with the same epochs and seed.
+The learned-score masks of dass and darts train the same way (HYDRA: pretrain dense → train the scores →
+finetune the fixed mask, 2:1:2 of the epochs); the random arch's random mask is fixed from the start and trains
+for all epochs.
 
 Scaled down for this 2-core CPU: C=8, 3 cells; MNIST average-pooled to 7×7 (`--downsample 4`) and the first
 `--limit` 2000 training images (the supernet halves them into weight-train and α-val); the full 10k validation
@@ -27,17 +29,17 @@ import numpy as np
 
 from report import MNIST, add_json_argument, finish, markdown_table, mean_std, paired_test
 from sparsenas.config import CORE
-from sparsenas.space import EvalContext
+from sparsenas.evaluation import SupernetJob, TrialTask, derive
+from sparsenas.space import Arch, EvalContext
 from sparsenas.spaces.dass import DassSpace
 
 METHODS = ("dass", "darts", "random")
 
 
-def search_and_derive(space: DassSpace, ctx: EvalContext, seed: int, options: dict):
-    search = space.supernet_search(ctx, seed, options)
-    for epoch in range(search.epochs):
-        search.run_epoch(epoch)
-    return search.derive()
+def search_and_derive(space: DassSpace, ctx: EvalContext, seed: int, options: dict) -> Arch:
+    """The arch a supernet search with `options` derives: what a `--strategy differentiable` trial runs before
+    training it (`sparsenas.evaluation.derive`), here with the supernet seeded `seed`."""
+    return derive(space, ctx, TrialTask(0, Arch({}), seed, SupernetJob(options, seed)), progress=None)
 
 
 def summarise(rows: list[dict], args: argparse.Namespace) -> tuple[dict, str]:

@@ -95,7 +95,7 @@ def csr_part(result: dict, rows: list) -> None:
     its dense and CSR kernels timed alone (replay), the LUT's choice, and the layer timed after export."""
     import torch
 
-    from sparsenas.hardware.lut import LatencyTable, _traces
+    from sparsenas.hardware.lut import LatencyTable, runnable_traces
     from sparsenas.ops import SparseLinear
 
     print("\n== sparse linear 1024×1024, batch 256: LUT choice vs export's timed choice ==")
@@ -107,7 +107,7 @@ def csr_part(result: dict, rows: list) -> None:
         torch.manual_seed(0)
         layer = SparseLinear(1024, 1024, keep=1 - sparsity, mask_mode="magnitude")
         table = LatencyTable({"space": "-"}, {})
-        t_dense, t_sparse, _ = _traces(layer, (1024,), target, keep=True)
+        t_dense, t_sparse, _ = runnable_traces(layer, (1024,), target, keep=True)
         with threads(1):
             for call in t_dense.calls + t_sparse.calls:
                 table.kernels.setdefault(call.signature, {"op": call.op, "features": list(call.features),

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from report import MNIST, add_json_argument, figure_path, finish, markdown_table, mean_std, paired_test
-from sparsenas.assemble import resolve
-from sparsenas.search import Search, build_space
+from sparsenas.assemble import build_space, resolve
+from sparsenas.search import Search
 from sparsenas.space import EvalContext
 from sparsenas.strategies import STRATEGIES
 

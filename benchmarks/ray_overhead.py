@@ -3,9 +3,10 @@
 For local, ray and tune a full sparsenas search runs (random strategy, journal, checkpoint, TensorBoard,
 `--workers 1` so that trials run one after another); for bare Ray Tune, `Tuner` with `OptunaSearch()` and
 every other setting at its default. Overhead per trial = time from the first finished trial to the last
-/ (trials - 1), i.e. with warm workers; the total (start-up included) / trials is shown too. Ray is
-started once, on loopback, before the runs; local runs before and after ray/tune and is averaged (the
-loop's fsyncs dominate it and drift with the disk), and "warm - local" is what the executor adds.
+/ (trials - 1), i.e. with warm workers (each trial stamped by a `Search.callbacks` hook once it is journaled);
+the total (start-up included) / trials is shown too. Ray is started once, before the runs, as a search without
+`--address` starts it (`LocalRay`: loopback only, token auth); local runs before and after ray/tune and is
+averaged (the loop's fsyncs dominate it and drift with the disk), and "warm - local" is what the executor adds.
 `--trained N` first times N DASS trials with local (torch's threads, then 1 thread) and with ray.
 
     nice -n 10 python benchmarks/ray_overhead.py [--trials 200] [--skip-bare] [--trained 8]
@@ -13,7 +14,6 @@ loop's fsyncs dominate it and drift with the disk), and "warm - local" is what t
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import tempfile
 import time
@@ -41,13 +41,7 @@ def run_search(executor: str, trials: int, root: Path) -> tuple[float, float]:
                        "execution": {"executor": executor, "workers": 1}}])
     search = Search(config, root / f"{executor}-{time.monotonic_ns()}", progress=False)
     stamps: list[float] = []
-    record = search._record
-
-    def timed(result, tb):
-        record(result, tb)
-        stamps.append(time.perf_counter())
-
-    search._record = timed
+    search.callbacks.append(lambda result: stamps.append(time.perf_counter()))  # after each trial is journaled
     start = time.perf_counter()
     results = search.run()
     assert len(results) == trials and all(r.ok for r in results), "a trivial trial failed"
@@ -111,14 +105,11 @@ def main() -> None:
         for name, seconds in trained.items():
             print(f"{name:<14}{seconds:>10.1f} s" + (f"  ({workers} workers)" if name == "ray" else ""))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    import ray
-
-    from sparsenas.execution.ray import LOCAL_NODE_IP
+    from sparsenas.execution.ray_cluster import LocalRay
 
     rows = {}
     t = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-             **({"_node_ip_address": LOCAL_NODE_IP} if LOCAL_NODE_IP else {}))
+    cluster = LocalRay(num_cpus=2)  # what a search without --address starts: loopback only, token auth
     ray_start = time.perf_counter() - t
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +123,7 @@ def main() -> None:
             if not args.skip_bare:
                 rows["bare_tune"] = run_bare_tune(args.trials, root)
     finally:
-        ray.shutdown()
+        cluster.stop()
     print(f"\n{args.trials} trivial trials per executor (ray.init: {ray_start:.1f} s, not counted)")
     print(f"{'executor':<12}{'warm ms/trial':>15}{'total ms/trial':>16}{'warm - local':>14}")
     for name, (warm, total) in rows.items():

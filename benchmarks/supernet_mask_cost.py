@@ -2,6 +2,12 @@
 vs the same supernet with masks disabled (keep ratio 1: the layers use their dense weights directly).
 Blocks of steps alternate between the two settings so that machine noise hits both alike.
 
+A step is the one of the search's weight phases (`DassSupernetSearch.run_epoch` outside pruning, first-order,
+no latency term): an α step (Adam) on a validation batch, then a weight step (SGD, gradient clipped) on a
+training batch; it is written here from the search's public model and optimisers. The search starts in its
+pretrain phase, which trains the same parameters as finetune (weights and α; scores frozen), and each block
+sets the layers' keep ratio itself.
+
     python benchmarks/supernet_mask_cost.py
 """
 from __future__ import annotations
@@ -11,6 +17,8 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from sparsenas.config import CORE
 from sparsenas.space import EvalContext
@@ -28,18 +36,26 @@ def main() -> None:
     ctx = EvalContext(train={k: f.default for k, f in CORE["train"].items()},
                       data={k: f.default for k, f in CORE["data"].items()})
     search = DassSpace(keep_ratios=[args.keep]).supernet_search(ctx, 0, {"keep": args.keep})
-    search._enter("finetune")  # weights and α train, masks applied
-    layers = search.model.sparse_layers()
+    model = search.model
+    layers = model.sparse_layers()
     batch = (search.train_split[0][:32], search.train_split[1][:32])
     val = (search.val_split[0][:32], search.val_split[1][:32])
+
+    def step() -> None:
+        search.a_opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(val[0]), val[1]).backward()
+        search.a_opt.step()
+        search.w_opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(batch[0]), batch[1]).backward()
+        nn.utils.clip_grad_norm_(model.weights(), search.o["grad_clip"])
+        search.w_opt.step()
 
     def block(keep: float) -> float:
         for layer in layers:
             layer.keep = keep
         start = time.perf_counter()
         for _ in range(args.steps):
-            search._alpha_step(batch, val, 0.01)
-            search._step(search.w_opt, search.model.weights(), search._loss(batch))
+            step()
         return (time.perf_counter() - start) / args.steps * 1000
 
     block(1.0), block(args.keep)  # warm-up

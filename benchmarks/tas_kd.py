@@ -5,6 +5,9 @@ from scratch with knowledge distillation from the unpruned network (TAS: a=0.9, 
 with CE on the same `--seeds` training seeds (paired: same arch, same seed, only the loss differs). The FLOP
 target counts as reached, as in TAS (tolerance 0.05·FLOPs_max), when |found / full − ratio| <= 0.05. Small scale:
 ResNet-20 with C=8 on sklearn's digits (8×8) instead of ResNet-56 on CIFAR; one torch thread.
+Each search runs as a `--strategy differentiable` trial runs it (`sparsenas.evaluation.derive`): its
+per-epoch reports give the FLOP-ratio trajectory (each also carries the epoch's checkpoint, so `search_s`
+includes serialising the supernet once per epoch).
 
     nice -n 10 python benchmarks/tas_kd.py [--search-epochs 40] [--epochs 15] [--search-seeds 3] [--seeds 5]
 
@@ -19,10 +22,10 @@ import time
 import torch
 
 from report import add_json_argument, finish, markdown_table, mean_std, paired_test
+from sparsenas.evaluation import SupernetJob, TrialTask, derive
 from sparsenas.ops import count_model
-from sparsenas.space import EvalContext
+from sparsenas.space import Arch, EvalContext
 from sparsenas.spaces.tas import TasSpace
-from sparsenas.spaces.tas_supernet import TasSupernetSearch
 
 TOLERANCE = 0.05  # TAS's flop tolerance, a fraction of the unpruned network's FLOPs
 ALPHA = 0.05
@@ -52,10 +55,11 @@ def main(argv=None):
     searches, search_s = [], 0.0
     for s in range(args.search_seeds):
         t0 = time.perf_counter()
-        search = TasSupernetSearch(space, ctx, s, {"epochs": args.search_epochs, "flop_ratio": args.ratio})
-        ratios = [search.run_epoch(epoch)[0]["flops_ratio"] for epoch in range(search.epochs)]
+        ratios: list[float] = []
+        job = SupernetJob({"epochs": args.search_epochs, "flop_ratio": args.ratio}, s)
+        arch = derive(space, ctx, TrialTask(0, Arch({}), s, job),
+                      progress=lambda report: ratios.append(report.scalars["flops_ratio"]))
         search_s += time.perf_counter() - t0
-        arch = search.derive()
         found = count_model(space.build(arch, shape, 10), shape)
         ratio = found["flops"] / full["flops"]
         searches.append({"search_seed": s, "arch": arch, "label": space.label(arch), "flops_ratio": ratio,

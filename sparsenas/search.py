@@ -13,7 +13,7 @@ import io
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -59,6 +59,8 @@ class Search:
         self.executor_cls = EXECUTORS.get(config["execution"]["executor"])
         self.progress = progress
         self.epoch_bars: dict[int, tqdm] = {}
+        # public hook: each callback(result) runs after a finished trial is journaled and told (e.g. timing)
+        self.callbacks: list[Callable[[TrialResult], None]] = []
         check_machine(config)
         produced = self.space.metrics()
         if produced is not None and self.context.latency is not None:
@@ -204,6 +206,8 @@ class Search:
         self._save()
         self.rundir.write_summaries(self.objective, self.results)
         tb.log(result, self.results)
+        for callback in self.callbacks:
+            callback(result)
 
     def _show_best(self, bar) -> None:
         best = self.objective.best(self.results)

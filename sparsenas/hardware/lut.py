@@ -217,7 +217,7 @@ class LutLatency(LatencyPredictor):
         return self.breakdown(arch).total
 
 
-def _traces(model: nn.Module, input_shape, target: Target, keep: bool):
+def runnable_traces(model: nn.Module, input_shape, target: Target, keep: bool):
     """Traces of the runnable form of the masked `model` on one batch of `input_shape` samples (traced on the
     CPU unless the target is a present GPU): in `exported` mode one with every unstructured sparse linear layer
     dense and one with them CSR, and the names of those layers."""
@@ -239,7 +239,7 @@ def traced_kernels(model: nn.Module, input_shape, target: Target, price):
     """(kernels of what runs, their ms, number of module calls, {sparse linear layer: csr|dense}) of the masked
     `model`: `price(calls)` gives the ms of each call; each unstructured sparse linear layer is priced both ways
     and runs the cheaper one."""
-    t_dense, t_sparse, layers = _traces(model, input_shape, target, keep=False)
+    t_dense, t_sparse, layers = runnable_traces(model, input_shape, target, keep=False)
     both = t_dense.calls + (t_sparse.calls if t_sparse is not None else [])
     priced = list(zip(both, price(both)))
     dense, sparse = priced[:len(t_dense.calls)], priced[len(t_dense.calls):]
@@ -263,7 +263,7 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
     with threads(target.threads):
         for i in range(archs):
             arch = space.sample(rng)
-            t_dense, t_sparse, _ = _traces(build_model(space, arch, io), io.input_shape, target, keep=True)
+            t_dense, t_sparse, _ = runnable_traces(build_model(space, arch, io), io.input_shape, target, keep=True)
             for call in t_dense.calls + (t_sparse.calls if t_sparse is not None else []):
                 if call.signature not in table.kernels:
                     table.kernels[call.signature] = {"op": call.op, "features": list(call.features),
