@@ -15,20 +15,20 @@ from .execution import EXECUTORS
 from .hardware import normalise_latency_config
 from .objective import Objective
 from .registry import Registry
-from .schema import schema_from_defaults, validate_section
+from .schema import schema_of, validate_section
 from .space import SPACES, SearchSpace
 from .strategies import STRATEGIES, Strategy
 
 
 def _plugin_section(section: str, values: dict, registry: Registry, cls: type | None = None) -> dict:
     """`space` or `strategy`: a `name` and the options of its class (registered under that name, or `cls`, a
-    class given as an object), checked against the class's defaults."""
+    class given as an object), checked against the class's options schema — the check its `__init__` makes."""
     values = dict(values)
     name = values.pop("name", None)
     if not isinstance(name, str):
         raise ConfigError(f"{section}.name is required (choose from: {', '.join(registry.names())})")
     cls = cls or registry.get(name)
-    return {"name": name, **validate_section(section, values, schema_from_defaults(cls.defaults))}
+    return {"name": name, **validate_section(section, values, schema_of(cls))}
 
 
 def resolve(fragments: list[dict], classes: dict[str, type | None] | None = None) -> dict:

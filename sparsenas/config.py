@@ -17,13 +17,9 @@ import yaml
 
 from . import presets
 from .errors import ConfigError
-from .schema import NUM, OPT_INT, OPT_NUM, OPT_STR, Field, fraction, non_negative, number_ok, positive, show, \
-    type_ok, validate_section
-
-
-def _phase_weights(v):
-    numbers = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0]
-    return len(v) == 3 == len(numbers) and v[1] > 0
+from .schema import NUM, OPT_INT, OPT_NUM, OPT_STR, Field, fraction, non_negative, number_ok, positive, \
+    show, type_ok, validate_section
+from .sparse_training import TRAIN_OPTIONS
 
 
 CORE: dict[str, dict[str, Field]] = {
@@ -49,17 +45,7 @@ CORE: dict[str, dict[str, Field]] = {
         "weight_decay": Field(3e-4, NUM, non_negative, "must be >= 0"),
         "score_lr": Field(0.1, NUM, positive, "must be > 0"),
         "grad_clip": Field(5.0, OPT_NUM, positive, "must be > 0"),
-        # sparse training and the random-mask baseline (sparsenas/sparse_training.py)
-        "sparse_training": Field("static", (str,), lambda v: v in ("static", "set", "rigl", "imp", "hydra"),
-                                 "must be static, set, rigl, imp or hydra"),
-        "update_interval": Field(100, (int,), positive, "must be >= 1"),
-        "drop_fraction": Field(0.3, NUM, fraction, "must be in (0, 1)"),
-        "stop_fraction": Field(0.75, NUM, lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        "imp_rounds": Field(3, (int,), lambda v: v >= 2, "must be >= 2"),
-        "rewind_fraction": Field(0.0, NUM, lambda v: 0 <= v < 1, "must be in [0, 1)"),
-        "hydra_phases": Field([2, 1, 2], (list,), _phase_weights, "must be 3 numbers >= 0 (pretrain, prune, "
-                              "finetune) with prune > 0"),
-        "mask_baseline": Field("none", (str,), lambda v: v in ("none", "random"), "must be none or random"),
+        **TRAIN_OPTIONS,  # sparse training and the random-mask baseline, declared in sparsenas/sparse_training.py
     },
     "objective": {
         "maximize": Field(["val_acc"], (list, str)),

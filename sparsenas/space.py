@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .registry import Registry
-from .schema import schema_from_defaults, validate_section
+from .schema import Field, declare_defaults, schema_of, validate_section
 
 Value = str | int | float | bool
 
@@ -123,14 +123,22 @@ class Arch(Mapping):
 
 
 class SearchSpace:
-    """Base of every space. Subclasses set `defaults` (their config keys) and implement `dims` and one
-    way to evaluate: `build` (trained spaces, see `TrainedSpace`) or `query` (tabular spaces)."""
+    """Base of every space. Subclasses declare their options (config keys) — `options_schema` ({key: Field},
+    typed, with ranges and choices) or simply `defaults` ({key: default}, typed by the defaults; see
+    `sparsenas.schema.schema_of`) — and implement `dims` and one way to evaluate: `build` (trained spaces, see
+    `TrainedSpace`) or `query` (tabular spaces). `__init__` checks the options (one-line ConfigError
+    `space.KEY ...`, as from a config) and keeps them typed and complete in `self.options`."""
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    options_schema: ClassVar[dict[str, Field]]
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        declare_defaults(cls)
 
     def __init__(self, **options: Any):
-        self.options = {**self.defaults, **options}
+        self.options = validate_section("space", options, schema_of(type(self)))
 
     def dims(self) -> dict[str, Dim]:
         raise NotImplementedError
@@ -179,10 +187,16 @@ class SearchSpace:
 class SupernetSearch:
     """A space's one-shot supernet search (DASS bi-level, TAS Gumbel): `epochs` calls of `run_epoch`, then
     `derive()`. Built by `SuperNet.supernet_search` inside a trial; its `state_dict` must load with
-    `torch.load(weights_only=True)` (it is checkpointed after every epoch)."""
+    `torch.load(weights_only=True)` (it is checkpointed after every epoch). Its options (`strategy.options`) are
+    declared like a space's (`options_schema` or `defaults`) and checked by `resolve_options`."""
 
     defaults: ClassVar[dict[str, Any]] = {}
+    options_schema: ClassVar[dict[str, Field]]
     epochs: int
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        declare_defaults(cls)
 
     def run_epoch(self, epoch: int) -> tuple[dict[str, float], dict[str, str]]:
         """Train one epoch; return scalars (losses, α entropy, FLOPs, ...) and text (current genotype)."""
@@ -199,13 +213,13 @@ class SupernetSearch:
 
     @classmethod
     def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        return validate_section("strategy.options", options, schema_from_defaults(cls.defaults))
+        return validate_section("strategy.options", options, schema_of(cls))
 
 
 class SuperNet:
     """Capability of spaces with a supernet form, for `--strategy differentiable`: `supernet_search_class()`
     is the space's `SupernetSearch`; `supernet_search(context, seed, options)` builds it, `options` being the
-    strategy's `options` mapping, checked against that search's `defaults`."""
+    strategy's `options` mapping, checked against that search's options schema."""
 
     def supernet_search_class(self) -> type[SupernetSearch]:
         raise NotImplementedError

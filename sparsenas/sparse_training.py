@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .ops.masks import scores_from_weights
 from .ops.sparse import SparseMixin
 from .registry import Registry
+from .schema import Field, check_value, count, is_number, number, one_of
 
 SPARSE_TRAINING: Registry = Registry("sparse training method")
 
@@ -96,12 +97,7 @@ class _DropGrow(SparseTrainer):
     def __init__(self, model, total_steps, optimizer=None, generator=None, update_interval: int = 100,
                  drop_fraction: float = 0.3, stop_fraction: float = 0.75, **options):
         super().__init__(model, total_steps, optimizer, generator, **options)
-        if update_interval < 1:
-            raise ConfigError(f"train.update_interval must be >= 1, got {update_interval}")
-        if not 0 < drop_fraction < 1:
-            raise ConfigError(f"train.drop_fraction must be in (0, 1), got {drop_fraction}")
-        if not 0 < stop_fraction <= 1:
-            raise ConfigError(f"train.stop_fraction must be in (0, 1], got {stop_fraction}")
+        check_train_options(update_interval=update_interval, drop_fraction=drop_fraction, stop_fraction=stop_fraction)
         self.update_interval, self.drop_fraction, self.stop_fraction = update_interval, drop_fraction, stop_fraction
         self._require_unstructured()
         self.layers = [layer for layer in self.layers if layer.mask_buf is not None]
@@ -209,6 +205,7 @@ class Hydra(SparseTrainer):
 
     def __init__(self, model, total_steps, optimizer=None, generator=None, hydra_phases=(2, 1, 2), **options):
         super().__init__(model, total_steps, optimizer, generator, **options)
+        check_train_options(hydra_phases=hydra_phases)
         self.layers = [layer for layer in self.layers if not layer.dense and layer.mask_kind.learned]
         self.targets = {id(layer): layer.keep for layer in self.layers}
         weights = [float(w) for w in hydra_phases]
@@ -257,10 +254,7 @@ class IMP(SparseTrainer):
     def __init__(self, model, total_steps, optimizer=None, generator=None, imp_rounds: int = 3,
                  rewind_fraction: float = 0.0, **options):
         super().__init__(model, total_steps, optimizer, generator, **options)
-        if imp_rounds < 2:
-            raise ConfigError(f"train.imp_rounds must be >= 2 (one dense cycle, then pruned ones), got {imp_rounds}")
-        if not 0 <= rewind_fraction < 1:
-            raise ConfigError(f"train.rewind_fraction must be in [0, 1), got {rewind_fraction}")
+        check_train_options(imp_rounds=imp_rounds, rewind_fraction=rewind_fraction)
         self.rounds = imp_rounds
         self.cycle_steps = max(1, self.total_steps // imp_rounds)
         self.rewind_step = int(rewind_fraction * self.cycle_steps)
@@ -330,3 +324,28 @@ MASK_BASELINES.register("random")(randomize_masks)
 def apply_mask_baseline(model: nn.Module, name: str, seed: int) -> None:
     """`train.mask_baseline`: "none" keeps the searched masks, "random" = `randomize_masks(model, seed)`."""
     MASK_BASELINES.get(name)(model, seed)
+
+
+def _phase_weights(v) -> bool:
+    return len(v) == 3 and all(is_number(x) and x >= 0 for x in v) and v[1] > 0
+
+
+# the `train` options of the sparse-training methods and the mask baseline (part of the config's `train` section);
+# names come from the registries, read when a value is checked
+TRAIN_OPTIONS: dict[str, Field] = {
+    "sparse_training": one_of("static", SPARSE_TRAINING.names),
+    "update_interval": count(100),
+    "drop_fraction": number(0.3, 0, 1, low_open=True, high_open=True),
+    "stop_fraction": number(0.75, 0, 1, low_open=True),
+    "imp_rounds": count(3, 2),  # one dense cycle, then pruned ones
+    "rewind_fraction": number(0.0, 0, 1, high_open=True),
+    "hydra_phases": Field([2, 1, 2], (list,), _phase_weights,
+                          "must be 3 numbers >= 0 (pretrain, prune, finetune) with prune > 0"),
+    "mask_baseline": one_of("none", MASK_BASELINES.names),
+}
+
+
+def check_train_options(**values) -> None:
+    """ConfigError (one line, `train.KEY ...`) for a sparse-training option given to a trainer built directly."""
+    for key, value in values.items():
+        check_value("train", key, value, TRAIN_OPTIONS[key])

@@ -101,9 +101,9 @@ def test_mask_buffer_round_trips_through_state_dict():
     ("space.mask='4:2'", "N <= M"),  # quoted: YAML 1.1 reads a bare 4:2 as the base-60 integer 242
     ("space.mask='2:4'", "N:M does not fit dass"),
     ("space.mask=topk", "unknown mask 'topk'"),
-    ("train.sparse_training=dst", "train.sparse_training must be static, set, rigl, imp or hydra"),
+    ("train.sparse_training=dst", "train.sparse_training must be one of hydra, imp, rigl, set, static"),
     ("train.drop_fraction=1.5", "train.drop_fraction must be in (0, 1)"),
-    ("train.mask_baseline=shuffled", "train.mask_baseline must be none or random"),
+    ("train.mask_baseline=shuffled", "train.mask_baseline must be one of none, random"),
 ])
 def test_bad_sparsity_config_exits_2_with_one_line(setting, message, tmp_path, capsys):
     from conftest import cli

@@ -9,7 +9,7 @@ from .. import spaces  # noqa: F401 — registers the spaces
 from ..config import CORE, load_preset, merge, parse_override
 from ..errors import ConfigError
 from ..paths import output_file
-from ..schema import schema_from_defaults, validate_section
+from ..schema import schema_of, validate_section
 from ..space import SPACES, SearchSpace
 from ..tables import read_table
 from .base import Target, model_io
@@ -30,7 +30,7 @@ def space_and_data(ref: str, overrides: list[str]) -> tuple[SearchSpace, dict]:
     if not isinstance(name, str):
         raise ConfigError(f"{ref} names no space (space.name)")
     cls = SPACES.get(name)
-    options = validate_section("space", values, schema_from_defaults(cls.defaults))
+    options = validate_section("space", values, schema_of(cls))
     return cls(**options), validate_section("data", raw.get("data") or {}, CORE["data"])
 
 

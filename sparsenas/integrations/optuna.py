@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from ..journal import TrialResult
 from ..objective import Objective
+from ..schema import schema_of, validate_section
 from ..space import Arch, Categorical, Float, Int, SearchSpace
 from ..strategies import STRATEGIES, Unique
 
@@ -80,7 +81,8 @@ class StrategySampler(BaseSampler):
         cls = STRATEGIES.get(strategy)
         if cls.requires:
             raise ValueError(f"strategy {strategy!r} needs a space capability an Optuna study cannot provide")
-        self.strategy_name, self.options = strategy, options
+        # checked now (one-line ConfigError `strategy.KEY ...`), not at the first proposal
+        self.strategy_name, self.options = strategy, validate_section("strategy", options, schema_of(cls))
         self.seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF) if seed is None else seed
         self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace()

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import ConfigError
 from ..ops.masks import mask_kind
+from ..schema import OPT_NUM, Field, count, number, numbers
 from ..space import Arch, Categorical, SuperNet, register_space
 from .dass_net import CELL_TYPES, NODES, OPS, Cell, DassNetwork, Sparse, input_pairs
 from .dass_supernet import DassSupernetSearch
@@ -25,35 +25,23 @@ from .trained import TrainedSpace
 
 @register_space("dass")
 class DassSpace(TrainedSpace, SuperNet):
-    defaults = {
-        "C": 8,
-        "layers": 3,
-        "stem_multiplier": 3,
-        "keep_ratios": [0.1, 0.2, 0.3, 0.5],
-        "stem_head_keep": None,
-        "mask": "scores",
-        "ops": list(OPS),
+    options_schema = {
+        "C": count(8),
+        "layers": count(3),
+        "stem_multiplier": count(3),
+        "keep_ratios": numbers([0.1, 0.2, 0.3, 0.5], 0, 1, low_open=True),
+        "stem_head_keep": number(None, 0, 1, low_open=True, types=OPT_NUM),
+        # mask_kind raises its own ConfigError for an unknown spec
+        "mask": Field("scores", (str,), lambda v: mask_kind(v).pattern != "nm",
+                      "cannot be N:M (N:M does not fit dass: depthwise convs have one input channel; "
+                      "use scores, random, magnitude or channel)"),
+        "ops": Field(list(OPS), (list,), bool, "must be a non-empty list of ops", choices=tuple(OPS)),
     }
 
     def __init__(self, **options):
         super().__init__(**options)
         o = self.options
-        for key in ("C", "layers", "stem_multiplier"):
-            if not isinstance(o[key], int) or o[key] < 1:
-                raise ConfigError(f"space.{key} must be an integer >= 1, got {o[key]!r}")
         ratios = o["keep_ratios"]
-        if not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1
-                                 for r in ratios):
-            raise ConfigError(f"space.keep_ratios must be a non-empty list of numbers in (0, 1], got {ratios!r}")
-        shk = o["stem_head_keep"]
-        if shk is not None and (not isinstance(shk, (int, float)) or isinstance(shk, bool) or not 0 < shk <= 1):
-            raise ConfigError(f"space.stem_head_keep must be null or in (0, 1], got {shk!r}")
-        if mask_kind(o["mask"]).pattern == "nm":  # unknown specs raise a ConfigError here too
-            raise ConfigError(f"space.mask {o['mask']!r}: N:M does not fit dass (depthwise convs have one input "
-                              "channel); use scores, random, magnitude or channel")
-        bad = [op for op in o["ops"] if op not in OPS]
-        if bad or not o["ops"]:
-            raise ConfigError(f"space.ops has unknown op {bad[0] if bad else None!r} (known: {', '.join(OPS)})")
         self._dims = {}
         for kind in CELL_TYPES:
             for n in range(NODES):

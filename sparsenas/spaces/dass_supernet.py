@@ -25,6 +25,7 @@ from ..data import load_data
 from ..errors import ConfigError
 from ..ops.masks import scores_from_weights
 from ..ops.sparse import SparseMixin
+from ..schema import OPT_NUM, Field, count, number
 from ..space import Arch, EvalContext, SupernetSearch
 from ..training import resolve_device
 from .dass_net import CELL_TYPES, NODES, OPS, DassNetwork, FactorizedReduce, ReLUConvBN, Sparse
@@ -102,13 +103,16 @@ def _set_requires_grad(params, flag: bool) -> None:
 
 
 class DassSupernetSearch(SupernetSearch):
-    defaults = {
-        "pretrain_epochs": 5, "prune_epochs": 5, "finetune_epochs": 5,
-        "keep": None,  # target keep ratio; null = the space's smallest keep ratio
-        "batch_size": 32, "lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4,
-        "arch_lr": 3e-3, "arch_weight_decay": 1e-3, "score_lr": 0.1, "score_weight_decay": 1e-3,
-        "grad_clip": 5.0, "second_order": False, "unroll_r": 1e-2,
-        "latency_weight": 0.0,  # λ of the expected-latency term in α's loss (needs latency.predictor=lut)
+    options_schema = {
+        "pretrain_epochs": count(5, 0), "prune_epochs": count(5, 0), "finetune_epochs": count(5, 0),
+        "keep": Field(None, OPT_NUM),  # target keep ratio, one of space.keep_ratios; null = the smallest
+        "batch_size": count(32), "lr": number(0.025, 0, low_open=True), "lr_min": number(0.001, 0),
+        "momentum": number(0.9, 0), "weight_decay": number(3e-4, 0),
+        "arch_lr": number(3e-3, 0, low_open=True), "arch_weight_decay": number(1e-3, 0),
+        "score_lr": number(0.1, 0, low_open=True), "score_weight_decay": number(1e-3, 0),
+        "grad_clip": number(5.0, 0),  # 0: no clipping
+        "second_order": Field(False, (bool,)), "unroll_r": number(1e-2, 0, low_open=True),
+        "latency_weight": number(0.0, 0),  # λ of the expected-latency term in α's loss (needs latency.predictor=lut)
     }
 
     def __init__(self, space, context: EvalContext, seed: int, options: dict):
@@ -117,9 +121,6 @@ class DassSupernetSearch(SupernetSearch):
         self.keep = min(ratios) if o["keep"] is None else o["keep"]
         if self.keep not in ratios:
             raise ConfigError(f"strategy.options.keep={self.keep} is not one of space.keep_ratios {ratios}")
-        for key in ("pretrain_epochs", "prune_epochs", "finetune_epochs"):
-            if o[key] < 0:
-                raise ConfigError(f"strategy.options.{key} must be >= 0, got {o[key]}")
         self.space = space
         self.ops = list(space.options["ops"])
         self.device = resolve_device(context.device)

@@ -22,6 +22,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import ConfigError
+from ..schema import OPT_STR, Field, count, one_of
 from ..space import Arch, Categorical, register_space
 from ..tables import read_table
 from .trained import TrainedSpace
@@ -168,16 +169,9 @@ class NB201Network(nn.Sequential):
 # -- the space --------------------------------------------------------------------------------------------
 @register_space("nb201")
 class NB201Space(TrainedSpace):
-    defaults = {"mode": "table", "benchmark_file": None, "signal": "c10valid_val_12", "final": "c10_test_200",
-                "C": 16, "N": 5}
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        if self.options["mode"] not in MODES:
-            raise ConfigError(f"space.mode must be one of {', '.join(MODES)}, got {self.options['mode']!r}")
-        for key in ("C", "N"):
-            if not isinstance(self.options[key], int) or self.options[key] < 1:
-                raise ConfigError(f"space.{key} must be an integer >= 1, got {self.options[key]!r}")
+    options_schema = {"mode": one_of("table", MODES), "benchmark_file": Field(None, OPT_STR),
+                      "signal": Field("c10valid_val_12", (str,)), "final": Field("c10_test_200", (str,)),
+                      "C": count(16), "N": count(5)}
 
     def dims(self):
         return {label: Categorical(OPS) for label in EDGE_LABELS}

@@ -27,6 +27,7 @@ from torch import nn
 from ..data import load_data
 from ..errors import ConfigError
 from ..registry import Registry
+from ..schema import count, counts, number, one_of
 from ..space import Arch, EvalContext, Float, register_space
 from .trained import TrainedSpace
 
@@ -134,28 +135,16 @@ def slice_chain(parent: nn.Sequential, kept: list[list[int]], input_channels: in
 
 @register_space("node_subnet")
 class NodeSubnetSpace(TrainedSpace):
-    defaults = {
-        "parent": "mlp",
-        "hidden": [64, 64],
-        "sparsity": 0.8,
-        "init_seed": 0,
+    options_schema = {
+        "parent": one_of("mlp", PARENTS.names),
+        "hidden": counts([64, 64]),
+        "sparsity": number(0.8, 0, 1, high_open=True),
+        "init_seed": count(0, 0),
     }
 
     def __init__(self, **options):
         super().__init__(**options)
-        o = self.options
-        PARENTS.get(o["parent"])
-        hidden = o["hidden"]
-        if (not isinstance(hidden, list) or not hidden
-                or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden)):
-            raise ConfigError(f"space.hidden must be a non-empty list of integers >= 1, got {hidden!r}")
-        s = o["sparsity"]
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < 1:
-            raise ConfigError(f"space.sparsity must be in [0, 1), got {s!r}")
-        seed = o["init_seed"]
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"space.init_seed must be an integer >= 0, got {seed!r}")
-        self.hidden = list(hidden)
+        self.hidden = list(self.options["hidden"])
         self._dims = {self.node(g, j): Float(0.0, 1.0) for g, h in enumerate(self.hidden) for j in range(h)}
 
     def node(self, group: int, index: int) -> str:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ..ops.masks import mask_kind
 from ..ops.sparse_ift import MEMBERS, DenseUnit, LayerSpec, make_unit
+from ..schema import Field, count, counts, numbers, one_of
 from ..space import Arch, Categorical, register_space
 from .trained import TrainedSpace
 
@@ -108,45 +109,27 @@ BACKBONES = {
 }
 
 
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 @register_space("sparse_ift")
 class SparseIFTSpace(TrainedSpace):
-    defaults = {
-        "backbone": "resnet",
-        "C": 8,
-        "stages": [1, 1, 1],
-        "hidden": 64,
-        "mlp_blocks": 2,
-        "members": list(MEMBERS),
-        "sparsities": [0.5, 0.75, 0.9],
-        "mask": "random",
+    options_schema = {
+        "backbone": one_of("resnet", tuple(BACKBONES)),
+        "C": count(8),
+        "stages": counts([1, 1, 1]),
+        "hidden": count(64),
+        "mlp_blocks": count(2),
+        "members": Field(list(MEMBERS), (list,), lambda v: bool(v) and len(set(v)) == len(v),
+                         "must be a non-empty list of distinct members", choices=tuple(MEMBERS)),
+        "sparsities": numbers([0.5, 0.75, 0.9], 0, 1, low_open=True, high_open=True),
+        # mask_kind raises its own ConfigError for an unknown spec
+        "mask": Field("random", (str,), lambda v: mask_kind(v).pattern == "unstructured",
+                      "must be an unstructured mask (the iso-FLOP solve sets exact per-layer counts), e.g. random, "
+                      "magnitude or scores"),
     }
 
     def __init__(self, **options):
         super().__init__(**options)
         o = self.options
-        if o["backbone"] not in BACKBONES:
-            raise ConfigError(f"space.backbone must be one of {', '.join(BACKBONES)}, got {o['backbone']!r}")
-        for key in ("C", "hidden", "mlp_blocks"):
-            if not _positive_int(o[key]):
-                raise ConfigError(f"space.{key} must be an integer >= 1, got {o[key]!r}")
-        if not isinstance(o["stages"], list) or not o["stages"] or not all(map(_positive_int, o["stages"])):
-            raise ConfigError(f"space.stages must be a non-empty list of integers >= 1, got {o['stages']!r}")
-        members = o["members"]
-        if not isinstance(members, list) or not members or any(m not in MEMBERS for m in members) \
-                or len(set(members)) != len(members):
-            raise ConfigError(f"space.members must be a non-empty list of distinct members of "
-                              f"{', '.join(MEMBERS)}, got {members!r}")
-        sparsities = o["sparsities"]
-        if not isinstance(sparsities, list) or not sparsities or not all(
-                isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < 1 for s in sparsities):
-            raise ConfigError(f"space.sparsities must be a non-empty list of numbers in (0, 1), got {sparsities!r}")
-        if mask_kind(o["mask"]).pattern != "unstructured":  # ConfigError for unknown specs
-            raise ConfigError(f"space.mask must be an unstructured mask (the iso-FLOP solve sets exact per-layer "
-                              f"counts), e.g. random, magnitude or scores; got {o['mask']!r}")
+        members, sparsities = o["members"], o["sparsities"]
         self.backbone = BACKBONES[o["backbone"]]
         self.plan = self.backbone.plan(o)
         self._dims = {}

@@ -32,6 +32,7 @@ from torch import nn
 from ..data import load_data
 from ..errors import ConfigError
 from ..ops import count_model
+from ..schema import Field, count, number, numbers
 from ..space import Arch, Categorical, EvalContext, SuperNet, register_space
 from ..training import resolve_device, train_and_evaluate
 from .tas_net import RATIOS, STAGES, Layout, TasResNet, depth_choices, discrete_flops, width_choices
@@ -44,30 +45,19 @@ TEACHER_SEED = 0
 
 @register_space("tas")
 class TasSpace(TrainedSpace, SuperNet):
-    defaults = {
-        "depth": 20,
-        "C": 8,
-        "ratios": list(RATIOS),
-        "distill": True,
-        "kd_alpha": 0.9,
-        "kd_temperature": 4.0,
+    options_schema = {
+        "depth": Field(20, (int,), lambda v: v >= 8 and (v - 2) % 6 == 0, "must be 6n + 2 with n >= 1 (20, 32, 56, ...)"),
+        "C": count(8),
+        "ratios": numbers(list(RATIOS), 0, 1, low_open=True),
+        "distill": Field(True, (bool,)),
+        "kd_alpha": number(0.9, 0, 1),
+        "kd_temperature": number(4.0, 0, low_open=True),
     }
 
     def __init__(self, **options):
         super().__init__(**options)
         o = self.options
-        if not isinstance(o["depth"], int) or o["depth"] < 8 or (o["depth"] - 2) % 6:
-            raise ConfigError(f"space.depth must be 6n + 2 with n >= 1 (20, 32, 56, ...), got {o['depth']!r}")
-        if not isinstance(o["C"], int) or isinstance(o["C"], bool) or o["C"] < 1:
-            raise ConfigError(f"space.C must be an integer >= 1, got {o['C']!r}")
         ratios = o["ratios"]
-        if not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1
-                                 for r in ratios):
-            raise ConfigError(f"space.ratios must be a non-empty list of numbers in (0, 1], got {ratios!r}")
-        if not 0 <= o["kd_alpha"] <= 1:
-            raise ConfigError(f"space.kd_alpha must be in [0, 1], got {o['kd_alpha']!r}")
-        if o["kd_temperature"] <= 0:
-            raise ConfigError(f"space.kd_temperature must be > 0, got {o['kd_temperature']!r}")
         self.layout = Layout(o["C"], o["depth"])
         self.widths = {label: width_choices(self.layout.conv_width(label), ratios)
                        for label in self.layout.conv_labels()}

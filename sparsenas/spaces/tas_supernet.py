@@ -35,6 +35,7 @@ from torch import nn
 
 from ..data import load_data
 from ..errors import ConfigError
+from ..schema import Field, count, number
 from ..space import Arch, EvalContext, SupernetSearch
 from ..training import resolve_device
 from .dass_supernet import _batches
@@ -211,21 +212,18 @@ def flop_loss(expected: torch.Tensor, current: float, target: float, tolerance: 
 
 
 class TasSupernetSearch(SupernetSearch):
-    defaults = {
-        "epochs": 40, "batch_size": 32,
-        "lr": 0.1, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True,
-        "arch_lr": 1e-3, "arch_weight_decay": 1e-3,
-        "flop_ratio": 0.5, "flop_weight": 2.0, "flop_tolerance": 0.05,
-        "tau_max": 10.0, "tau_min": 0.1,
+    options_schema = {
+        "epochs": count(40), "batch_size": count(32),
+        "lr": number(0.1, 0, low_open=True), "lr_min": number(0.0, 0), "momentum": number(0.9, 0),
+        "weight_decay": number(5e-4, 0), "nesterov": Field(True, (bool,)),
+        "arch_lr": number(1e-3, 0, low_open=True), "arch_weight_decay": number(1e-3, 0),
+        "flop_ratio": number(0.5, 0, 1, low_open=True), "flop_weight": number(2.0, 0), "flop_tolerance": number(0.05, 0),
+        "tau_max": number(10.0, 0, low_open=True), "tau_min": number(0.1, 0, low_open=True),  # tau_min <= tau_max
     }
 
     def __init__(self, space: TasSpace, context: EvalContext, seed: int, options: dict):
         o = self.o = self.resolve_options(options)
-        if o["epochs"] < 1:
-            raise ConfigError(f"strategy.options.epochs must be >= 1, got {o['epochs']}")
-        if not 0 < o["flop_ratio"] <= 1:
-            raise ConfigError(f"strategy.options.flop_ratio must be in (0, 1], got {o['flop_ratio']}")
-        if not 0 < o["tau_min"] <= o["tau_max"]:
+        if o["tau_min"] > o["tau_max"]:
             raise ConfigError("strategy.options needs 0 < tau_min <= tau_max")
         self.space, self.epochs = space, o["epochs"]
         self.device = resolve_device(context.device)

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 from ..journal import TrialResult
 from ..objective import Objective
 from ..registry import Registry
+from ..schema import Field, declare_defaults, schema_of, validate_section
 from ..space import Arch, SearchSpace
 
 
@@ -15,17 +16,24 @@ class Strategy:
     `ask()` returns the next arch (a one-shot strategy: a `SupernetJob`; None when it has nothing left to propose); `tell(result)` receives every
     finished trial, whatever its status; `state_dict()` is everything needed so that, after
     `load_state_dict`, the strategy continues exactly as it would have. Seeded by the run seed.
-    `requires` lists the space capabilities (mixin classes) the strategy needs."""
+    `requires` lists the space capabilities (mixin classes) the strategy needs. Options are declared as a
+    space's (`options_schema` or `defaults`, see `sparsenas.schema.schema_of`); `__init__` checks them (one-line
+    ConfigError `strategy.KEY ...`, as from a config) and keeps them typed and complete in `self.options`."""
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    options_schema: ClassVar[dict[str, Field]]
     requires: ClassVar[tuple[type, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        declare_defaults(cls)
 
     def __init__(self, space: SearchSpace, objective: Objective, seed: int, **options: Any):
         self.space = space
         self.objective = objective
         self.seed = seed
-        self.options = {**self.defaults, **options}
+        self.options = validate_section("strategy", options, schema_of(type(self)))
 
     def ask(self) -> Arch | None:
         raise NotImplementedError

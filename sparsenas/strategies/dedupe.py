@@ -33,12 +33,21 @@ import numpy as np
 
 from ..journal import TrialResult
 from ..errors import ConfigError
+from ..schema import Field, count
 from ..space import Arch, Categorical, Int
 from .base import Strategy
 
 log = logging.getLogger("sparsenas")
 
 DEFAULTS = {"dedupe": True, "max_retries": 100}
+
+
+def dedupe_fields(max_retries: int = DEFAULTS["max_retries"], dedupe: bool | None = DEFAULTS["dedupe"],
+                  min_retries: int = 0) -> dict[str, Field]:
+    """The options a strategy declares so that `Unique` reads them from its options: `max_retries` (and `dedupe`
+    unless it is None), with the strategy's own defaults."""
+    fields = {} if dedupe is None else {"dedupe": Field(dedupe, (bool,))}
+    return {**fields, "max_retries": count(max_retries, min_retries)}
 ENUMERATE_MAX = 100_000  # a space at most this large is enumerated when random draws find nothing unseen
 
 

@@ -10,13 +10,14 @@ weights_only=True) from which `--resume` continues a killed search — and journ
 from __future__ import annotations
 
 from ..evaluation import SupernetJob
+from ..schema import Field
 from ..space import Arch, SuperNet
 from .base import Strategy, register_strategy
 
 
 @register_strategy("differentiable")
 class DifferentiableSearch(Strategy):
-    defaults = {"options": {}}
+    options_schema = {"options": Field({}, (dict,))}  # the space's SupernetSearch options, checked by it
     requires = (SuperNet,)
 
     def __init__(self, space, objective, seed, **options):

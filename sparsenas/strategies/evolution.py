@@ -14,9 +14,10 @@ from collections import deque
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..schema import count
 from ..space import Arch
 from .base import Strategy, register_strategy
+from .dedupe import dedupe_fields
 
 
 def mutate(space, arch: Arch, rng: np.random.Generator) -> Arch:
@@ -40,20 +41,17 @@ def mutate(space, arch: Arch, rng: np.random.Generator) -> Arch:
 @register_strategy("evolution")
 class RegularizedEvolution(Strategy):
     # dedupe / max_retries: read by the loop's de-duplication (`Unique`)
-    defaults = {"population": 10, "sample_size": 3, "dedupe": True, "max_retries": 100}
+    options_schema = {"population": count(10), "sample_size": count(3), **dedupe_fields()}
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
-        for key in ("population", "sample_size"):
-            if not isinstance(self.options[key], int) or self.options[key] < 1:
-                raise ConfigError(f"strategy.{key} must be an integer >= 1, got {self.options[key]!r}")
         self.rng = np.random.default_rng(seed)
-        self.population: deque = deque(maxlen=int(self.options["population"]))  # (arch json, score or None)
+        self.population: deque = deque(maxlen=self.options["population"])  # (arch json, score or None)
         self.asked = 0
 
     def _parent(self) -> Arch:
         members = list(self.population)
-        k = min(int(self.options["sample_size"]), len(members))
+        k = min(self.options["sample_size"], len(members))
         picks = self.rng.choice(len(members), size=k, replace=False)
         # best score; ties → the earliest drawn; failed members (None) last
         best = max(picks, key=lambda i: (members[i][1] is not None, members[i][1] or 0.0, -list(picks).index(i)))
@@ -68,7 +66,7 @@ class RegularizedEvolution(Strategy):
         self.asked -= 1  # the warm-up counts the proposals the loop runs
 
     def warmup(self):
-        return "population", int(self.options["population"])
+        return "population", self.options["population"]
 
     def tell(self, result) -> None:
         self.population.append((result.arch.to_json(), self.objective.scalar(result)))
@@ -78,5 +76,5 @@ class RegularizedEvolution(Strategy):
 
     def load_state_dict(self, state):
         self.rng.bit_generator.state = state["rng"]
-        self.population = deque(map(tuple, state["population"]), maxlen=int(self.options["population"]))
+        self.population = deque(map(tuple, state["population"]), maxlen=self.options["population"])
         self.asked = state["asked"]

@@ -40,8 +40,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..schema import count, number
 from ..space import Arch, Categorical, Float, Int
 from .base import Strategy, register_strategy
+from .dedupe import dedupe_fields
 
 
 def grid(dim, max_values: int) -> list:
@@ -142,21 +144,19 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
 
 @register_strategy("opgfn")
 class OPGFN(Strategy):
-    defaults = {"init_samples": 30, "batch_size": 10, "train_steps": 50, "train_steps_init": 200,
-                "reinit_every": 10, "replay_size": 20, "replay_per_terminal": 4, "replay_steps": 10,
-                "proxy_factor": 10, "kl_weight": 0.1, "lr": 1e-3, "log_z_lr": 0.1, "hidden": 64, "train_batch": 128,
-                "layers": 2, "mo_subset": 16, "max_values": 32, "max_retries": 20, "epsilon": 0.0}
-    # max_retries: proposal batches redrawn when every candidate was queried; also read by the loop's `Unique`
+    # every count >= 1 but replay_steps (0: no replay); max_retries: proposal batches redrawn when every candidate
+    # was queried, also read by the loop's de-duplication (`Unique`)
+    options_schema = {
+        "init_samples": count(30), "batch_size": count(10), "train_steps": count(50), "train_steps_init": count(200),
+        "reinit_every": count(10), "replay_size": count(20), "replay_per_terminal": count(4),
+        "replay_steps": count(10, 0), "proxy_factor": count(10), "kl_weight": number(0.1, 0),
+        "lr": number(1e-3, 0, low_open=True), "log_z_lr": number(0.1, 0, low_open=True), "hidden": count(64),
+        "train_batch": count(128), "layers": count(2), "mo_subset": count(16), "max_values": count(32),
+        **dedupe_fields(max_retries=20, dedupe=None, min_retries=1), "epsilon": number(0.0, 0, 1)}
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
-        for key, value in self.options.items():
-            zero_ok = key in ("kl_weight", "replay_steps", "epsilon")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 if zero_ok else value > 0):
-                raise ConfigError(f"strategy.{key} must be {'>=' if zero_ok else '>'} 0, got {value!r}")
-        if self.options["epsilon"] > 1:
-            raise ConfigError(f"strategy.epsilon must be in [0, 1], got {self.options['epsilon']!r}")
-        self.enc = Encoding(space, int(self.options["max_values"]))
+        self.enc = Encoding(space, self.options["max_values"])
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 7]).generate_state(1)[0]))
         # history: per told trial, grid values, construction order (None: draw one) and objective values
@@ -176,8 +176,8 @@ class OPGFN(Strategy):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net = GFlowNet(self.enc.n_in, self.enc.n_act, self.enc.D, int(self.options["hidden"]),
-                                int(self.options["layers"]))
+            self.net = GFlowNet(self.enc.n_in, self.enc.n_act, self.enc.D, self.options["hidden"],
+                                self.options["layers"])
         self.opt = self._optimizer(self.net)
 
     def _optimizer(self, net: GFlowNet) -> torch.optim.Optimizer:
@@ -210,7 +210,7 @@ class OPGFN(Strategy):
             reward = torch.as_tensor(np.nan_to_num(scores[:, 0], nan=-np.inf))
             loss = ordering_loss(pred, reward, torch.randperm(len(pred), generator=self.gen))
         else:
-            loss, k = pred.sum() * 0.0, min(int(self.options["mo_subset"]), len(pred))
+            loss, k = pred.sum() * 0.0, min(self.options["mo_subset"], len(pred))
             for _ in range(max(1, len(pred) // k)):
                 idx = torch.randperm(len(pred), generator=self.gen)[:k]
                 front = torch.as_tensor(pareto_mask(scores[idx.numpy()]))
@@ -221,7 +221,7 @@ class OPGFN(Strategy):
 
     def _train(self, values, orders, scores, steps: int) -> None:
         """`steps` Adam steps, each on the whole set or, beyond `train_batch` trajectories, a random batch of it."""
-        n, batch = len(values), int(self.options["train_batch"])
+        n, batch = len(values), self.options["train_batch"]
         for _ in range(steps):
             idx = torch.randperm(n, generator=self.gen)[:batch] if n > batch else torch.arange(n)
             self.opt.zero_grad()
@@ -281,7 +281,7 @@ class OPGFN(Strategy):
     def _replay(self, scores: np.ndarray) -> np.ndarray:
         """Prioritised replay: `replay_size` history indices, half from the top 10% (first objective)."""
         n = len(scores)
-        size = min(n, int(self.options["replay_size"]))
+        size = min(n, self.options["replay_size"])
         order = np.argsort(-np.nan_to_num(scores[:, 0], nan=-np.inf), kind="stable")
         top_pool = max(1, int(0.1 * n))
         n_top = min(size // 2, top_pool)
@@ -298,25 +298,25 @@ class OPGFN(Strategy):
             torch.set_num_threads(threads)
 
     def _train_and_propose(self) -> None:
-        first = self.net is None or self.rounds % int(self.options["reinit_every"]) == 0
+        first = self.net is None or self.rounds % self.options["reinit_every"] == 0
         if first:
             self._reinit()
         values, orders, scores = self._history_tensors()
         self.net.train()
-        self._train(values, orders, scores, int(self.options["train_steps_init" if first else "train_steps"]))
+        self._train(values, orders, scores, self.options["train_steps_init" if first else "train_steps"])
         if self.options["replay_steps"] and len(scores) > 1:
-            idx = torch.as_tensor(self._replay(scores)).repeat(int(self.options["replay_per_terminal"]))
+            idx = torch.as_tensor(self._replay(scores)).repeat(self.options["replay_per_terminal"])
             r_values = values[idx]
-            self._train(r_values, self._sample_backward(r_values), scores[idx.numpy()], int(self.options["replay_steps"]))
+            self._train(r_values, self._sample_backward(r_values), scores[idx.numpy()], self.options["replay_steps"])
         self.rounds += 1
-        self.queue = self._propose(int(self.options["batch_size"]))
+        self.queue = self._propose(self.options["batch_size"])
 
     @torch.no_grad()
     def _propose(self, k: int) -> list[tuple[list[int], list[int]]]:
         """Top-k not yet queried of proxy_factor·k forward samples by predicted log-reward."""
         queried = {self.enc.arch(v).arch_id for v in self.hist_values} | set(self.orders)
-        for _ in range(int(self.options["max_retries"])):
-            values, orders = self._sample_forward(int(self.options["proxy_factor"]) * k)
+        for _ in range(self.options["max_retries"]):
+            values, orders = self._sample_forward(self.options["proxy_factor"] * k)
             pred, _ = self._trajectory_terms(values, orders)
             chosen, ids = [], set()
             for i in torch.argsort(pred, descending=True, stable=True).tolist():
@@ -353,7 +353,7 @@ class OPGFN(Strategy):
             del self.orders[arch.arch_id]
 
     def warmup(self):
-        return "init_samples", int(self.options["init_samples"])
+        return "init_samples", self.options["init_samples"]
 
     def tell(self, result) -> None:
         values = self.enc.index(result.arch)
@@ -383,8 +383,8 @@ class OPGFN(Strategy):
         self.net = self.opt = None
         if state["net"] is not None:
             with torch.random.fork_rng(devices=[]):
-                self.net = GFlowNet(self.enc.n_in, self.enc.n_act, self.enc.D, int(self.options["hidden"]),
-                                    int(self.options["layers"]))
+                self.net = GFlowNet(self.enc.n_in, self.enc.n_act, self.enc.D, self.options["hidden"],
+                                    self.options["layers"])
             self.net.load_state_dict(state["net"])
             self.opt = self._optimizer(self.net)
             self.opt.load_state_dict(state["opt"])

@@ -8,11 +8,13 @@ import numpy as np
 
 from ..space import Arch
 from .base import Strategy, register_strategy
+from .dedupe import dedupe_fields
 
 
 @register_strategy("random")
 class RandomSearch(Strategy):
-    defaults = {"max_retries": 1000}  # read by the loop's de-duplication: redraws before a fallback sample
+    # max_retries: read by the loop's de-duplication (`Unique`): redraws before a fallback sample
+    options_schema = dedupe_fields(max_retries=1000, dedupe=None)
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)

@@ -24,8 +24,10 @@ import warnings
 import numpy as np
 
 from ..errors import ConfigError
+from ..schema import OPT_BOOL, Field, count, one_of
 from ..space import Arch, Categorical, Float, Int
 from .base import Strategy, register_strategy
+from .dedupe import dedupe_fields
 
 SAMPLERS = ("tpe", "nsga2")
 
@@ -62,14 +64,13 @@ def constraint_values(constraints: dict, metrics: dict) -> dict[str, float]:
 @register_strategy("tpe")
 class TPE(Strategy):
     # dedupe / max_retries: read by the loop's de-duplication (`Unique`)
-    defaults = {"sampler": "tpe", "n_startup_trials": 10, "n_ei_candidates": 24, "multivariate": None,
-                "constant_liar": True, "population_size": 20, "dedupe": True, "max_retries": 100}
+    options_schema = {"sampler": one_of("tpe", SAMPLERS), "n_startup_trials": count(10, 0),
+                      "n_ei_candidates": count(24), "multivariate": Field(None, OPT_BOOL),
+                      "constant_liar": Field(True, (bool,)), "population_size": count(20, 2), **dedupe_fields()}
     duplicate_results = True
 
     def __init__(self, space, objective, seed, **options):
         super().__init__(space, objective, seed, **options)
-        if self.options["sampler"] not in SAMPLERS:
-            raise ConfigError(f"strategy.sampler must be one of {', '.join(SAMPLERS)}, got {self.options['sampler']!r}")
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -112,8 +113,8 @@ class TPE(Strategy):
 
     def warmup(self):
         if self.options["sampler"] == "nsga2":
-            return "population_size", int(self.options["population_size"])
-        return "n_startup_trials", int(self.options["n_startup_trials"])
+            return "population_size", self.options["population_size"]
+        return "n_startup_trials", self.options["n_startup_trials"]
 
     # -- tell ---------------------------------------------------------------------------------------------
     def _outcome(self, result) -> tuple:
