@@ -65,6 +65,8 @@ class RunDir:
     """runs/<name>/ — the one reader and writer of the ⚑ run-directory contract: config.yaml, trials.jsonl (with
     trials.corrupt.jsonl), best.json and pareto.csv, tb/, state/checkpoint.json and state/supernet.pt."""
 
+    persistent = True
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.journal = Journal(self.path / "trials.jsonl")
@@ -148,6 +150,7 @@ class MemoryRun:
     written; it cannot be resumed."""
 
     path = None
+    persistent = False
 
     def __init__(self):
         self.journal = MemoryJournal()

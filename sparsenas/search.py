@@ -10,6 +10,7 @@ aside by `Journal.load` and their trials run again.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import time
 from pathlib import Path
@@ -28,8 +29,12 @@ from .journal import TrialResult
 from .objective import Objective
 from .space import Arch, EvalContext, SearchSpace
 from .strategies import Unique
+from .strategies.dedupe import budget_warnings
 from .rundir import MemoryRun, RunDir
 from .tracking import TensorBoardLogger
+
+
+log = logging.getLogger("sparsenas")
 
 
 class SearchAborted(RuntimeError):
@@ -48,8 +53,7 @@ class Search:
         self.objective = Objective.from_config(config["objective"])
         self.space = space or build_space(config)
         # the loop's de-duplication and exhaustion signal wrap the strategy (strategies/dedupe.py)
-        self.strategy = Unique(build_strategy(config, self.space, self.objective, strategy_cls),
-                               budget=config["search"]["budget"])
+        self.strategy = Unique(build_strategy(config, self.space, self.objective, strategy_cls))
         self.context = EvalContext(train=config["train"], data=config["data"],
                                    device=config["execution"]["device"],
                                    time_limit_s=config["search"]["trial_timeout_s"],
@@ -73,6 +77,8 @@ class Search:
 
     # -- checkpoint -------------------------------------------------------------------------------
     def _save(self) -> None:
+        if not self.rundir.persistent:
+            return  # in memory: nothing to resume, so no state to collect
         state = {"strategy": self.strategy.state_dict(), "next_trial": self.next_trial,
                  "pending": [[t, dict(task.arch), task.seed, None if task.supernet is None else vars(task.supernet)]
                              for t, task in self.pending.items()],
@@ -158,7 +164,8 @@ class Search:
         budget = self.config["search"]["budget"]
         max_failures = self.config["search"]["max_failures"]
         tb = self.tb = self.rundir.tensorboard(self.objective)
-        for text in self.strategy.warnings:  # e.g. a budget within the strategy's warm-up (logged when built)
+        for text in budget_warnings(self.strategy.strategy, budget):  # a budget within the strategy's warm-up
+            log.warning("sparsenas: %s", text)
             tb.note(text)
         executor.progress = self._on_epoch
         bar = tqdm(total=budget, initial=len(self.results), disable=not self.progress, unit="trial",
