@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -54,10 +53,7 @@ class Search:
         self.space = space or build_space(config)
         # the loop's de-duplication and exhaustion signal wrap the strategy (strategies/dedupe.py)
         self.strategy = Unique(build_strategy(config, self.space, self.objective, strategy_cls))
-        self.context = EvalContext(train=config["train"], data=config["data"],
-                                   device=config["execution"]["device"],
-                                   time_limit_s=config["search"]["trial_timeout_s"],
-                                   threads=max(1, math.ceil(config["execution"]["cpus_per_trial"])))
+        self.context = EvalContext.from_config(config)
         self.space.prepare(self.context)
         self.context.latency = make_predictor(config["latency"], self.space, config["data"])
         self.executor_cls = EXECUTORS.get(config["execution"]["executor"])

@@ -239,6 +239,13 @@ class EvalContext:
     threads: int = 1  # torch threads of a trial: execution.cpus_per_trial (small nets run faster on one)
     latency: Any = None  # sparsenas.hardware.objective.LatencyObjective: adds latency_ms to the cheap metrics
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "EvalContext":
+        """The context of a resolved config's trials (`execution.cpus_per_trial` threads, rounded up)."""
+        return cls(train=config["train"], data=config["data"], device=config["execution"]["device"],
+                   time_limit_s=config["search"]["trial_timeout_s"],
+                   threads=max(1, math.ceil(config["execution"]["cpus_per_trial"])))
+
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")
 register_space = SPACES.register

@@ -120,3 +120,14 @@ def test_no_module_of_the_package_is_imported_inside_a_function():
               for module, targets in _imports(inside_functions=True).items() for target, line in targets.items()
               if target not in LAZY]
     assert not hidden, "imports inside functions hide the layers: " + "; ".join(hidden)
+
+
+def test_modules_and_functions_stay_small():
+    """Small modules with one job: none over 400 lines, no function over 60 (issue 17's bar)."""
+    files = sorted((ROOT / PACKAGE).rglob("*.py"))
+    long_modules = [f"{f.relative_to(ROOT)} ({n} lines)" for f in files
+                    if (n := len(f.read_text().splitlines())) > 400]
+    long_functions = [f"{m}.{f.name} ({f.end_lineno - f.lineno + 1} lines)" for m, t in MODULES.items()
+                      for f in ast.walk(t) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                      and f.end_lineno - f.lineno + 1 > 60]
+    assert not long_modules and not long_functions, long_modules + long_functions
