@@ -28,6 +28,7 @@ from ..ops.sparse import SparseMixin
 from ..schema import OPT_NUM, Field, count, number
 from ..space import Arch, EvalContext, SupernetSearch
 from ..training import resolve_device
+from .bilevel import batches, split_halves
 from .dass_net import CELL_TYPES, NODES, OPS, DassNetwork, FactorizedReduce, ReLUConvBN, Sparse
 
 EDGES = sum(n + 2 for n in range(NODES))  # 14
@@ -92,11 +93,6 @@ class DassSupernet(nn.Module):
         return list(self.alpha.values())
 
 
-def _batches(x, y, batch_size, generator):
-    order = torch.randperm(len(y), generator=generator)
-    return [(x[order[i:i + batch_size]], y[order[i:i + batch_size]]) for i in range(0, len(y), batch_size)]
-
-
 def _set_requires_grad(params, flag: bool) -> None:
     for p in params:
         p.requires_grad_(flag)
@@ -126,11 +122,7 @@ class DassSupernetSearch(SupernetSearch):
         self.device = resolve_device(context.device)
         data = load_data(context.data)
         self.generator = torch.Generator().manual_seed(seed)
-        x, y = data.train
-        half = torch.randperm(len(y), generator=self.generator)
-        cut = len(y) // 2
-        self.train_split = (x[half[:cut]], y[half[:cut]])
-        self.val_split = (x[half[cut:]], y[half[cut:]])
+        self.train_split, self.val_split = split_halves(*data.train, self.generator)
         torch.manual_seed(seed)
         s = space.options
         self.model = DassSupernet(data.input_shape, data.num_classes, s["C"], s["layers"], s["stem_multiplier"],
@@ -267,8 +259,8 @@ class DassSupernetSearch(SupernetSearch):
         lr = self._weight_lr(epoch) if phase != "prune" else self.o["score_lr"]
         for group in self.w_opt.param_groups:
             group["lr"] = lr if phase != "prune" else group["lr"]
-        train = _batches(*self.train_split, self.o["batch_size"], self.generator)
-        val = _batches(*self.val_split, self.o["batch_size"], self.generator)
+        train = batches(*self.train_split, self.o["batch_size"], self.generator)
+        val = batches(*self.val_split, self.o["batch_size"], self.generator)
         train_losses, val_losses = [], []
         for train_batch, val_batch in zip(train, val):
             if phase == "prune":

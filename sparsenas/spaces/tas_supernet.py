@@ -38,7 +38,7 @@ from ..errors import ConfigError
 from ..schema import Field, count, number
 from ..space import Arch, EvalContext, SupernetSearch
 from ..training import resolve_device
-from .dass_supernet import _batches
+from .bilevel import batches, split_halves
 from .tas_net import STAGES, down
 
 if TYPE_CHECKING:  # tas imports this module
@@ -230,11 +230,7 @@ class TasSupernetSearch(SupernetSearch):
         data = load_data(context.data)
         self.shape, self.classes = data.input_shape, data.num_classes
         self.generator = torch.Generator().manual_seed(seed)
-        x, y = data.train
-        order = torch.randperm(len(y), generator=self.generator)
-        cut = len(y) // 2
-        self.train_split = (x[order[:cut]], y[order[:cut]])
-        self.val_split = (x[order[cut:]], y[order[cut:]])
+        self.train_split, self.val_split = split_halves(*data.train, self.generator)
         torch.manual_seed(seed)
         self.model = TasSupernet(space, self.shape, self.classes).to(self.device)
         self.w_opt = torch.optim.SGD(self.model.weights(), lr=o["lr"], momentum=o["momentum"],
@@ -260,8 +256,8 @@ class TasSupernetSearch(SupernetSearch):
         target, tolerance = o["flop_ratio"] * self.max_flops, o["flop_tolerance"] * self.max_flops
         m.train()
         sums = {"train_loss": 0.0, "val_loss": 0.0, "flop_loss": 0.0}
-        train = _batches(*self.train_split, o["batch_size"], self.generator)
-        val = _batches(*self.val_split, o["batch_size"], self.generator)
+        train = batches(*self.train_split, o["batch_size"], self.generator)
+        val = batches(*self.val_split, o["batch_size"], self.generator)
         steps = 0
         for (xt, yt), (xv, yv) in zip(train, val):
             with torch.no_grad():
