@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-from .config import load_preset
 from .errors import ConfigError
 from .export import export_run, format_plan
 from .hardware.commands import COMMANDS
@@ -17,9 +16,7 @@ from .paths import output_dir
 from .report import run_report
 from .rundir import RunDir
 from .search import SearchAborted
-from .space import SPACES
-from .strategies import STRATEGIES
-from .study import Study
+from .study import Study, section_fragment
 from .tensorboard_server import serve
 
 
@@ -161,9 +158,8 @@ def _run_dir(runs_dir: Path, name: str) -> Path:
 
 
 def _default_name(args) -> str:
-    names = [load_preset(kind, ref, registry).get(section, {}).get("name", section)
-             for kind, ref, registry, section in (("search_spaces", args.space, SPACES, "space"),
-                                                  ("strategies", args.strategy, STRATEGIES, "strategy"))]
+    names = [section_fragment(section, ref).get(section, {}).get("name", section)
+             for section, ref in (("space", args.space), ("strategy", args.strategy))]
     return "{}-{}-{}".format(*names, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 

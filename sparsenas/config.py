@@ -143,15 +143,19 @@ def read_yaml_file(path, what: str) -> dict:
     return _load_yaml(text, f"{what} {path}")
 
 
-def load_preset(kind: str, ref: str, registry) -> dict:
-    """A config fragment from a preset name, a YAML file, or a bare registered name."""
+PRESET_FOLDERS = {"space": "search_spaces", "strategy": "strategies"}  # the presets of each plug-in section
+
+
+def load_preset(section: str, ref: str, registry) -> dict:
+    """A config fragment for `section` (space or strategy) from a preset name, a YAML file, or a bare
+    registered name."""
+    kind = PRESET_FOLDERS[section]
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
         return read_yaml_file(ref, f"{kind} file")
     preset = presets.folder(kind) / f"{ref}.yaml"
     if preset.is_file():
         return _load_yaml(preset.read_text(encoding="utf-8"), f"preset {ref}")
     registry.get(ref)  # raises with the known names
-    section = "space" if kind == "search_spaces" else "strategy"
     return {section: {"name": ref}}
 
 

@@ -29,7 +29,7 @@ from .space import SPACES, SearchSpace
 from .strategies import STRATEGIES, Strategy
 
 RESUMABLE = ("search.budget", "search.max_failures", "search.trial_timeout_s", "execution")
-KINDS = {"space": ("search_spaces", SPACES), "strategy": ("strategies", STRATEGIES)}
+REGISTRIES = {"space": SPACES, "strategy": STRATEGIES}
 
 
 class Study:
@@ -52,7 +52,7 @@ class Study:
         else:
             if space is None or strategy is None:
                 raise ConfigError("a search needs a space and a strategy (or --resume of an existing run)")
-            fragments = [_section("space", space), _section("strategy", strategy)]
+            fragments = [section_fragment("space", space), section_fragment("strategy", strategy)]
             self.config = resolve(fragments + extra, classes=classes)
         self.resume = isinstance(self.run, RunDir) and self.run.is_run()
         self.search = Search(self.config, self.run, progress=progress, space=space_obj, strategy_cls=strategy_cls)
@@ -85,11 +85,10 @@ class Study:
         return self.objective.pareto_front(self._trials)
 
 
-def _section(section: str, value) -> dict:
+def section_fragment(section: str, value) -> dict:
     """A config fragment for `space`/`strategy` given as a preset name or file, a dict, or an object."""
-    kind, registry = KINDS[section]
     if isinstance(value, str):
-        return load_preset(kind, value, registry)
+        return load_preset(section, value, REGISTRIES[section])
     if isinstance(value, dict):
         return {section: value}
     if isinstance(value, SearchSpace):
@@ -131,7 +130,7 @@ def _resumed_config(run: RunDir, space, strategy, extra: list[dict], classes: di
     saved = resolve([run.read_config("--resume: run config")], classes=classes)
     for section, value in (("space", space), ("strategy", strategy)):
         if value is not None:
-            wanted = _section(section, value).get(section, {}).get("name")
+            wanted = section_fragment(section, value).get(section, {}).get("name")
             if wanted != saved[section]["name"]:
                 raise ConfigError(f"--resume: run {run.path.name!r} used {section} {saved[section]['name']!r}, "
                                   f"not {wanted!r}")

@@ -10,7 +10,7 @@ import sparsenas.spaces  # noqa: F401
 
 
 def base():
-    return [load_preset("search_spaces", "dass", SPACES), load_preset("strategies", "random", STRATEGIES)]
+    return [load_preset("space", "dass", SPACES), load_preset("strategy", "random", STRATEGIES)]
 
 
 def test_presets_ship_and_resolve_completely():

@@ -125,8 +125,8 @@ def test_bad_options_are_one_line_config_errors():
 def test_preset_resolves():
     from sparsenas.strategies import STRATEGIES
 
-    config = resolve([load_preset("search_spaces", "node_subnet", SPACES),
-                      load_preset("strategies", "random", STRATEGIES)])
+    config = resolve([load_preset("space", "node_subnet", SPACES),
+                      load_preset("strategy", "random", STRATEGIES)])
     assert config["space"]["name"] == "node_subnet" and config["space"]["sparsity"] == 0.8 and config["train"]["epochs"] == 20
 
 

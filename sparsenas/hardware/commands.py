@@ -19,7 +19,7 @@ from .lut import profile, table_path
 
 def space_and_data(ref: str, overrides: list[str]) -> tuple[SearchSpace, dict]:
     """The space of a preset name or YAML file (with `--set space.*/data.*` overrides) and its data section."""
-    raw = load_preset("search_spaces", ref, SPACES)
+    raw = load_preset("space", ref, SPACES)
     for item in overrides:
         fragment = parse_override(item)
         if set(fragment) - {"space", "data"}:
