@@ -56,7 +56,8 @@ class LocalRay:
     """A private Ray on this machine for one search.
 
     Started with `address="local"` (RAY_ADDRESS and the `ray_current_cluster` file are ignored) in a temp
-    dir of its own inside a 0700 one (Ray makes its temp dir world-writable; removed by `stop`). Its node address is 127.0.0.1, which Ray normally swaps
+    dir of its own inside a 0700 one (Ray makes its temp dir world-writable; removed by `stop`, or by the next
+    local Ray once its search was killed: `remove_stale_dirs`). Its node address is 127.0.0.1, which Ray swaps
     for the host's address; with that swap off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, the macOS/Windows
     default) every Ray gRPC server (GCS, raylet and object manager, this driver, the workers) and the
     runtime-env agent listen on loopback only. No dashboard. Token auth is on explicitly
@@ -65,7 +66,8 @@ class LocalRay:
     processes inherit them) and restored by `stop`."""
 
     def __init__(self, num_cpus: int):
-        self.dir = tempfile.mkdtemp(prefix="sparsenas-ray-")
+        remove_stale_dirs()
+        self.dir = tempfile.mkdtemp(prefix=f"{STALE_PREFIX}{os.getpid()}-")
         token = os.path.join(self.dir, "auth_token")
         fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -92,6 +94,29 @@ class LocalRay:
         _reload_auth()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+
+
+STALE_PREFIX = "sparsenas-ray-"
+
+
+def remove_stale_dirs(root: str | None = None) -> list[str]:
+    """Remove the temp dirs (auth token, Ray session files) that local Rays of this user left when their search
+    was killed (`stop` never ran): those whose driver process is gone. Returns what was removed."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(root):
+        pid, dash, _ = name.removeprefix(STALE_PREFIX).partition("-")
+        path = os.path.join(root, name)
+        if not (name.startswith(STALE_PREFIX) and dash and pid.isdigit()) or os.stat(path).st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except PermissionError:
+            pass  # alive (another user's pid namespace entry): keep
+    return removed
 
 
 def _set_env(values: dict[str, str | None]) -> None:
