@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from . import presets
+from .data import AUGMENTATIONS
 from .errors import ConfigError
 from .schema import NUM, OPT_INT, OPT_NUM, OPT_STR, Field, fraction, non_negative, number_ok, positive, \
     show, type_ok, validate_section
@@ -36,6 +37,9 @@ CORE: dict[str, dict[str, Field]] = {
         "test_fraction": Field(0.25, NUM, fraction, "must be in (0, 1)"),
         "limit": Field(None, OPT_INT, positive, "must be >= 1"),
         "downsample": Field(1, (int,), positive, "must be an integer >= 1"),
+        "image_size": Field(None, OPT_INT, positive, "must be >= 1"),  # resize images to image_size²
+        "normalize": Field("none", (str,), choices=("none", "dataset")),  # dataset: training split's mean/std
+        "augment": Field([], (list, str), choices=AUGMENTATIONS),  # of training batches, from the trial seed
     },
     "train": {
         "epochs": Field(5, (int,), positive, "must be >= 1"),

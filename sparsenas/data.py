@@ -1,9 +1,16 @@
 """Datasets as in-memory tensors. Nothing is ever downloaded: `digits` ships with scikit-learn, the
-others are read from a local path given as `data.path`."""
+others are read from a local path given as `data.path` (`npz` and `imagefolder`, a user's own data, are read
+by sparsenas/datasets_user.py). Options of every dataset: `limit`, `image_size`, `downsample`, `normalize` and
+`augment` (random flips / crops of training batches, drawn from the trial's seeded generator).
+
+A dataset is a function `(path, val_fraction, test_fraction) -> ((train, val, test), num_classes)`, each split
+an (x, y) pair of tensors (`tensors`), registered with `@DATASETS.register(name)`; one that also takes an
+`image_size` keyword resizes as it reads (others are resized afterwards)."""
 from __future__ import annotations
 
 import functools
 import gzip
+import inspect
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .datasets_user import imagefolder, npz, require, tensors
 from .errors import ConfigError
 from .registry import Registry
 
 DATASETS: Registry = Registry("dataset")
+DATASETS.register("npz")(npz)  # a user's own data, read by sparsenas/datasets_user.py
+DATASETS.register("imagefolder")(imagefolder)
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -50,23 +60,41 @@ def load_arrays_pickle(f, where: str):
     return data
 
 
+AUGMENTATIONS = ("flip", "crop")  # data.augment: random horizontal flip; random crop after zero padding
+
+
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / test tensors; x is (N, C, H, W) float32, y int64."""
+    """Train / validation / test tensors; x is (N, C, H, W) images or (N, D) features, float32; y int64.
+    `augmentation` names the random transforms `augment` applies to a training batch."""
 
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
     num_classes: int
+    augmentation: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train[0].shape[1:])
 
-
-def _tensors(x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]):
-    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).reshape(-1, *shape), torch.as_tensor(
-        np.asarray(y, dtype=np.int64))
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A training batch (N, C, H, W) with `augmentation` applied, its randomness drawn from `generator` (the
+        trial's, so a seed gives the same batches); x itself when there is none."""
+        if not self.augmentation:
+            return x
+        n, c, h, w = x.shape
+        if "crop" in self.augmentation:  # pad by 1/8 of the smaller side, cut an h × w window at random
+            pad = max(1, min(h, w) // 8)
+            padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+            dy, dx = (torch.randint(0, 2 * pad + 1, (n, 1), generator=generator) for _ in range(2))
+            rows, cols = dy + torch.arange(h), dx + torch.arange(w)
+            x = padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+                       rows[:, None, :, None], cols[:, None, None, :]]
+        if "flip" in self.augmentation:
+            flip = torch.rand(n, generator=generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
 
 
 def _split(x, y, val_fraction: float, test_fraction: float, shape, seed: int = 0):
@@ -76,16 +104,7 @@ def _split(x, y, val_fraction: float, test_fraction: float, shape, seed: int = 0
     test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
     if len(train) == 0:
         raise ConfigError("data.val_fraction + data.test_fraction leave no training data")
-    return tuple(_tensors(x[i], y[i], shape) for i in (train, val, test))
-
-
-def _require(path: str | None, name: str, expected: str) -> Path:
-    if not path:
-        raise ConfigError(f"dataset {name!r} needs data.path ({expected}); nothing is downloaded")
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"dataset {name!r}: {p} does not exist (expected {expected})")
-    return p
+    return tuple(tensors(x[i], y[i], shape) for i in (train, val, test))
 
 
 @DATASETS.register("digits")
@@ -115,26 +134,26 @@ def _find(folder: Path, stem: str) -> Path:
 def _mnist(path, val_fraction, test_fraction):
     """`data.path`: mnist.pkl.gz ((x, y) train/valid/test, x in [0, 1]) or torchvision's raw IDX folder.
     The file's own validation/test split is kept; `val_fraction`/`test_fraction` are unused here."""
-    p = _require(path, "mnist", "mnist.pkl.gz or a folder with the IDX files")
+    p = require(path, "mnist", "mnist.pkl.gz or a folder with the IDX files")
     shape = (1, 28, 28)
     if p.is_file():
         with gzip.open(p) as f:
             train, valid, test = load_arrays_pickle(f, f"dataset 'mnist': {p}")
-        return tuple(_tensors(x, y, shape) for x, y in (train, valid, test)), 10
+        return tuple(tensors(x, y, shape) for x, y in (train, valid, test)), 10
     x = _read_idx(_find(p, "train-images-idx3-ubyte")) / 255.0
     y = _read_idx(_find(p, "train-labels-idx1-ubyte"))
     xt = _read_idx(_find(p, "t10k-images-idx3-ubyte")) / 255.0
     yt = _read_idx(_find(p, "t10k-labels-idx1-ubyte"))
     n_val = 10000
-    return (_tensors(x[:-n_val], y[:-n_val], shape), _tensors(x[-n_val:], y[-n_val:], shape),
-            _tensors(xt, yt, shape)), 10
+    return (tensors(x[:-n_val], y[:-n_val], shape), tensors(x[-n_val:], y[-n_val:], shape),
+            tensors(xt, yt, shape)), 10
 
 
 @DATASETS.register("cifar10")
 def _cifar10(path, val_fraction, test_fraction):
     """`data.path`: torchvision's `cifar-10-batches-py` folder (or its parent). The last 5,000 training
     images are the validation split. Inputs are normalised per channel."""
-    p = _require(path, "cifar10", "torchvision's cifar-10-batches-py folder")
+    p = require(path, "cifar10", "torchvision's cifar-10-batches-py folder")
     if (p / "cifar-10-batches-py").is_dir():
         p = p / "cifar-10-batches-py"
 
@@ -153,29 +172,70 @@ def _cifar10(path, val_fraction, test_fraction):
     std = x.reshape(-1, 3, 1024).std(axis=(0, 2)).repeat(1024)
     x, xt = (x - mean) / std, (xt - mean) / std
     shape = (3, 32, 32)
-    return (_tensors(x[:-5000], y[:-5000], shape), _tensors(x[-5000:], y[-5000:], shape),
-            _tensors(xt, yt, shape)), 10
+    return (tensors(x[:-5000], y[:-5000], shape), tensors(x[-5000:], y[-5000:], shape),
+            tensors(xt, yt, shape)), 10
+
+
+def _images_only(x: torch.Tensor, option: str) -> None:
+    if x.dim() != 4:
+        raise ConfigError(f"{option} needs images (N, C, H, W); the data are flat features of shape "
+                          f"{tuple(x.shape[1:])}")
 
 
 def _pooled(split: tuple[torch.Tensor, torch.Tensor], factor: int):
     x, y = split
+    _images_only(x, f"data.downsample={factor}")
     if factor > min(x.shape[-2:]):
         raise ConfigError(f"data.downsample={factor} exceeds the image size {tuple(x.shape[-2:])}")
     return torch.nn.functional.avg_pool2d(x, factor, ceil_mode=True).contiguous(), y
 
 
+def _resized(split: tuple[torch.Tensor, torch.Tensor], size: int):
+    x, y = split
+    _images_only(x, f"data.image_size={size}")
+    if tuple(x.shape[-2:]) == (size, size):
+        return x, y
+    return torch.nn.functional.interpolate(x, (size, size), mode="bilinear", antialias=True).contiguous(), y
+
+
+def _normalised(train, val, test):
+    """Every split standardised with the training split's mean and std per channel (images) or feature."""
+    dims = (0, 2, 3) if train[0].dim() == 4 else (0,)
+    mean, std = train[0].mean(dim=dims, keepdim=True), train[0].std(dim=dims, keepdim=True)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # a constant channel / feature stays centred
+    return tuple(((x - mean) / std, y) for x, y in (train, val, test))
+
+
+def _read(name, path, val_fraction, test_fraction, image_size):
+    loader = DATASETS.get(name)
+    if image_size and "image_size" in inspect.signature(loader).parameters:
+        return loader(path, val_fraction, test_fraction, image_size=image_size), True
+    return loader(path, val_fraction, test_fraction), False
+
+
 @functools.lru_cache(maxsize=4)
-def _cached(name, path, val_fraction, test_fraction, limit, downsample) -> Splits:
-    (train, val, test), num_classes = DATASETS.get(name)(path, val_fraction, test_fraction)
+def _cached(name, path, val_fraction, test_fraction, limit, downsample, image_size=None, normalize="none",
+            augment=()) -> Splits:
+    ((train, val, test), num_classes), resized = _read(name, path, val_fraction, test_fraction, image_size)
     if limit:
         train = (train[0][:limit], train[1][:limit])
+    if image_size and not resized:
+        train, val, test = (_resized(s, image_size) for s in (train, val, test))
     if downsample > 1:  # e.g. MNIST 28×28 → 14×14 with 2: a DARTS supernet costs ~4× less per step
         train, val, test = (_pooled(s, downsample) for s in (train, val, test))
-    return Splits(train, val, test, num_classes)
+    if normalize == "dataset":
+        train, val, test = _normalised(train, val, test)
+    if augment:
+        _images_only(train[0], f"data.augment={list(augment)}")
+    return Splits(train, val, test, num_classes, augment)
 
 
 def load_data(cfg: dict) -> Splits:
     """The splits for a `data` config section; loaded once per process and cached. `limit` keeps the first
-    `limit` training examples; `downsample` average-pools every image by that factor (1 = as is)."""
+    `limit` training examples; `image_size` resizes every image to that square size; `downsample` average-pools
+    every image by that factor (1 = as is); `normalize: dataset` standardises with the training split's
+    statistics; `augment` (flip, crop) transforms training batches (`Splits.augment`)."""
+    augment = cfg.get("augment") or ()
+    augment = (augment,) if isinstance(augment, str) else tuple(dict.fromkeys(augment))
     return _cached(cfg["name"], cfg.get("path"), cfg["val_fraction"], cfg["test_fraction"], cfg.get("limit"),
-                   cfg.get("downsample", 1))
+                   cfg.get("downsample", 1), cfg.get("image_size"), cfg.get("normalize", "none"), augment)

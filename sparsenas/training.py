@@ -81,7 +81,7 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
         order = torch.randperm(len(y), generator=generator)
         for i in range(0, len(y), cfg["batch_size"]):
             idx = order[i:i + cfg["batch_size"]]
-            xb, yb = x[idx].to(device), y[idx].to(device)
+            xb, yb = data.augment(x[idx], generator).to(device), y[idx].to(device)  # data.augment
             if teacher is None:
                 loss = F.cross_entropy(model(xb), yb)
             else:
