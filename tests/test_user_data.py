@@ -1,6 +1,7 @@
 """A user's own data without code: `data.name: npz` and `data.name: imagefolder` run a search end to end; bad
 input is one line and exit 2 before anything is written; augmentation is seeded and touches training batches
 only; a dataset registered from a plug-in (`--allow-import`) is used like a built-in one."""
+import re
 import textwrap
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import cli
+from conftest import ROOT, cli
 from sparsenas.config import CORE, validate_section
 from sparsenas.data import Splits, load_data
 from sparsenas.errors import ConfigError
@@ -273,4 +274,13 @@ def test_a_dataset_registered_by_a_plugin_is_used(tmp_path, monkeypatch, capsys)
             "--runs-dir", tmp_path / "runs"]
     assert cli(*args) == 2 and "unknown dataset 'user_data_rings'" in capsys.readouterr().err
     assert cli("--allow-import", "user_data_plugin", *args) == 0
+    assert len(run_dirs(tmp_path)) == 1
+
+
+def test_the_readme_dataset_plugin_runs_a_search(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (tmp_path / "mydata.py").write_text(next(b for b in blocks if '@DATASETS.register("iris")' in b))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli("--allow-import", "mydata", "search", "--space", "node_subnet", *TINY, "--set", "data.name=iris",
+               "--runs-dir", tmp_path / "runs") == 0
     assert len(run_dirs(tmp_path)) == 1
