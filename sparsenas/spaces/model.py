@@ -142,8 +142,14 @@ class ModelSpace(TrainedSpace):
             s, structure = arch[f"{g}.sparsity"], self.structure(arch, g)
             return f"{g}={structure if _NM.match(structure) else ('ch' if structure == 'channel' else '') + f'{s:g}'}"
 
-        prefix = "" if self.options["allocation"] == "search" else f"{self.options['allocation']}:"
-        return prefix + ",".join(one(g) for g in self.groups)
+        o = self.options
+        if o["allocation"] == "search":
+            return ",".join(one(g) for g in self.groups)
+        # a baseline allocation ignores the sparsity dims; random's densities follow the arch id
+        structures = ",".join(f"{g}={self.structure(arch, g)}" for g in self.groups) if len(o["structures"]) > 1 \
+            else ""
+        seed = f"#{arch.arch_id[:6]}" if o["allocation"] == "random" else ""
+        return f"{o['allocation']}{seed}@{o['target_sparsity']:g}" + (f":{structures}" if structures else "")
 
     def plans(self, arch: Arch, shapes: dict[str, tuple[int, ...]]) -> dict[str, LayerPlan]:
         """Mask spec and keep ratio of every searched layer for `arch` (`shapes`: the layers' weight shapes)."""
