@@ -60,6 +60,16 @@ def test_npz_images_search_end_to_end(shape, tmp_path):
     assert len(run_dirs(tmp_path)) == 1 and list(run_dirs(tmp_path)[0].glob("trials.jsonl"))
 
 
+@pytest.mark.parametrize("space", ["dass", "tas"])
+def test_flat_features_on_a_convolutional_space_are_one_line_before_anything_is_written(space, tmp_path, capsys):
+    path = write_npz(tmp_path / "d.npz", (10,))
+    assert search(tmp_path, ["--space", space, "--strategy", "random", "--quiet"], "data.name=npz",
+                  f"data.path={path}") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"space '{space}' fails on the inputs of data 'npz' (shape (10,))" in err
+    assert run_dirs(tmp_path) == []
+
+
 @pytest.mark.parametrize("space", [["--space", "node_subnet"], ["--space", "sparse_ift", "--set", "space.backbone=mlp"]])
 def test_npz_flat_features_search_end_to_end(space, tmp_path):
     path = write_npz(tmp_path / "d.npz", (10,), x_test=arrays((10,), n=12)[0], y_test=arrays((10,), n=12)[1])

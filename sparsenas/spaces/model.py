@@ -36,13 +36,11 @@ import math
 import numpy as np
 from torch import nn
 
-from ..data import load_data
 from ..errors import ConfigError
-from ..ops.accounting import count_model
 from ..ops.allocation import ALLOCATIONS, scale_densities
 from ..ops.masks import _NM, kept_count
 from ..schema import OPT_INT, OPT_NUM, OPT_STR, Field, number, numbers, one_of
-from ..space import Arch, Categorical, EvalContext, register_space
+from ..space import Arch, Categorical, register_space
 from . import model_examples  # noqa: F401 — the default factory's module, so it is imported
 from .model_layers import (LayerPlan, apply_weights, call_factory, default_skip, group_key, load_weights,
                            prunable_layers, sparsify, structure_fits)
@@ -196,18 +194,8 @@ class ModelSpace(TrainedSpace):
         plans = self.plans(arch, {n: tuple(m.weight.shape) for n, m in layers.items()})
         return sparsify(model, plans, random_masks=self.options["prune"] == "random")
 
-    def prepare(self, context: EvalContext) -> None:
-        """Load the data, build the model on its shape (weights loaded) and run one sample through it, so a
-        factory, weights or shape that do not fit fail here, before the run writes anything."""
-        data = load_data(context.data)
-        arch = self.sample(np.random.default_rng(0))
-        model = self.build(arch, data.input_shape, data.num_classes)
-        try:
-            count_model(model, data.input_shape)
-        except Exception as e:  # noqa: BLE001 — the user's model
-            text = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-            raise ConfigError(f"the model of space.factory {self.options['factory']!r} fails on inputs of shape "
-                              f"{tuple(data.input_shape)}: {text}") from None
+    def subject(self) -> str:
+        return f"the model of space.factory {self.options['factory']!r}"
 
     def layer_table(self, arch: Arch, input_shape, num_classes) -> list[dict]:
         """Per searched layer of `arch`: name, group, structure (mask spec), density (keep ratio), weights."""

@@ -1,10 +1,12 @@
 """Base of spaces whose archs are built as networks and trained (as opposed to tabular spaces)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data import load_data
+from ..errors import ConfigError
 from ..ops import count_model
 from ..space import Arch, EvalContext, SearchSpace
 from ..training import resolve_device, train_and_evaluate
@@ -24,7 +26,22 @@ class TrainedSpace(SearchSpace):
         raise NotImplementedError
 
     def prepare(self, context: EvalContext) -> None:
-        load_data(context.data)
+        """Load the data, build one arch on its shape and run a sample through it, so that data the space cannot
+        take (flat features on a convolutional space, say) is one line before the run writes anything."""
+        data = load_data(context.data)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = self.build(self.sample(np.random.default_rng(0)), data.input_shape, data.num_classes)
+            try:
+                count_model(model, data.input_shape)
+            except Exception as e:  # noqa: BLE001 — whatever the network raises on these inputs
+                text = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+                raise ConfigError(f"{self.subject()} fails on the inputs of data {context.data['name']!r} "
+                                  f"(shape {tuple(data.input_shape)}): {text}") from None
+
+    def subject(self) -> str:
+        """How errors about this space's networks name it."""
+        return f"space {self.name!r}"
 
     def build_seeded(self, arch: Arch, seed: int, context: EvalContext) -> nn.Module:
         data = load_data(context.data)
