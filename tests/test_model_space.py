@@ -79,6 +79,19 @@ def test_nm_structure_only_where_it_fits_and_keeps_n_over_m():
     assert nm and all(float(m.mask().mean()) == 0.5 for m in nm)
 
 
+def test_pruning_the_initialisation_keeps_each_layers_fan_in_variance():
+    """Kept weights of a pruned initialisation are scaled by 1/sqrt(density) (loaded weights never are: above)."""
+    s = space("mlp")
+    arch = s.sample(np.random.default_rng(0)).replace(**{"fc2.sparsity": 0.9})
+    torch.manual_seed(3)
+    dense = model_zoo.mlp((1, 8, 8), 10)
+    torch.manual_seed(3)
+    model = s.build(arch, (1, 8, 8), 10)
+    kept = model.fc2.mask().bool()
+    assert kept.float().mean().item() == pytest.approx(0.1, abs=0.01)
+    assert torch.allclose(model.fc2.weight[kept], dense.fc2.weight[kept] / kept.float().mean().sqrt())
+
+
 def test_weights_are_loaded_before_magnitude_pruning(tmp_path):
     torch.manual_seed(1)
     dense = model_zoo.mlp((1, 8, 8), 10)

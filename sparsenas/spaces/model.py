@@ -27,7 +27,9 @@ density 1 staying dense and the rest re-solved (ops.allocation.scale_densities, 
 layers keep N/M. `allocation` (with a target) replaces the searched densities by a baseline at the same
 overall sparsity: `uniform`, `er`, `erk`, or `random` (layer densities drawn uniformly, seeded by the arch, so
 every arch of a random-strategy run is one random allocation); structures stay as the arch says.
-Evaluation: fine-tune (or train) for the `train` budget with `train.sparse_training`; the usual metrics.
+Evaluation: fine-tune (or train) for the `train` budget with `train.sparse_training`; the usual metrics. Without
+`weights` the masks prune the initialisation, whose kept weights are rescaled to the dense fan-in variance
+(`model_layers.sparsify`, at_init).
 """
 from __future__ import annotations
 
@@ -192,7 +194,7 @@ class ModelSpace(TrainedSpace):
                               f"{tuple(input_shape)} and {num_classes} classes than for the space's probe; set "
                               f"space.input_shape and space.num_classes to the data's")
         plans = self.plans(arch, {n: tuple(m.weight.shape) for n, m in layers.items()})
-        return sparsify(model, plans, random_masks=self.options["prune"] == "random")
+        return sparsify(model, plans, random_masks=self.options["prune"] == "random", at_init=self._state is None)
 
     def subject(self) -> str:
         return f"the model of space.factory {self.options['factory']!r}"
