@@ -60,6 +60,8 @@ EXPERIMENTS = (
                issue_item="7"),
     Experiment("sparse_speed", "Sparse execution speed", "sparse_speed.py", minutes=1, timing=True,
                issue_item="7"),
+    Experiment("layerwise", "Layer-wise sparsity of a user model: search vs uniform / ERK / random",
+               "layerwise_search.py", minutes=20, issue_item="8"),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 

@@ -49,3 +49,27 @@ def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
     nb201 = text.split("NAS-Bench-201")[1]
     assert nb201.count("nb201_c10.png") == 1 and "![curve](docs/results/nb201_c10.png)" in nb201
     assert "Not run yet" in text.split("Latency predictor")[1] and "failed: tas" in text
+
+
+def test_layerwise_search_runs_with_tiny_settings(tmp_path):
+    """benchmarks/layerwise_search.py end to end on tiny settings: a record with the RESULT keys, numbers or an
+    explicit nan for the equal-latency part (never missing)."""
+    import math
+    import os
+
+    root = ROOT
+    mnist = root.parent / "shared" / "data" / "mnist" / "mnist.pkl.gz"
+    if not mnist.exists():
+        pytest.skip(f"no MNIST at {mnist}")
+    out = tmp_path / "layerwise.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "layerwise_search.py"), "--quick", "--json",
+                           str(out)], capture_output=True, text=True, cwd=root / "benchmarks", timeout=300, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    summary = record["summary"]
+    for key in ("gain_90_pts", "p_90", "gain_latency_pts", "p_latency"):
+        assert key in summary
+    assert all(r["measured_sparsity"] == pytest.approx(0.9, abs=0.01) for r in record["rows"] if "table" not in r)
+    assert "RESULT gain_90_pts=" in proc.stdout
+    assert ("not measured" in record["markdown"]) == math.isnan(summary["gain_latency_pts"])
