@@ -25,9 +25,10 @@ accuracies, pooled over the two models (n = 2 × seeds pairs), p_S its paired t-
 Equal latency (second table, `--no-latency` skips it). Per model, a `lut` latency table (sparsenas.hardware.lut,
 cpu, batch 1, 1 thread, `exported` mode: an unstructured linear layer runs as CSR where that is faster, convs run
 dense) is profiled once for the model space without a sparsity target (`--lut-archs` archs, `--lut-calibration`
-calibration nets). The budget L is the median *measured* latency (MeasuredLatency, the exported model timed
-whole) of the best 90% baseline's archs; tpe then searches the per-layer sparsities freely (no global target)
-for `--trials` trials with `objective.constraints.latency_ms=[null, L]` (lut-predicted, so over-budget archs are
+calibration nets). The budget L is the median lut-predicted latency of
+the best 90% baseline's archs (the same table prices both sides; a budget taken from a measurement instead left
+no feasible arch, because the lut and the whole-network timing differ by a few percent); tpe then searches the
+per-layer sparsities freely (no global target) for `--trials` trials with `objective.constraints.latency_ms=[null, L]` (lut-predicted, so over-budget archs are
 never trained). Its best feasible arch and the baseline arch are both timed with MeasuredLatency and shown with
 their accuracies; gain_latency_pts / p_latency = searched − best 90% baseline test accuracy, paired, pooled over
 the models. If the latency part fails (no profile possible), the table says why and the RESULT has
