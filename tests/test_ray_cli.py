@@ -19,6 +19,8 @@ import pytest
 from conftest import FAST, ROOT, cli_subprocess_cmd
 
 pytest.importorskip("ray")
+from sparsenas.execution.ray_cluster import STALE_PREFIX  # noqa: E402
+
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
 
@@ -119,7 +121,7 @@ def test_local_ray_is_private_on_loopback_with_token_auth_and_stopped(short_tmp)
         while search.poll() is None:
             pids = session_pids({search.pid})
             seen |= listening(pids)
-            token_modes |= {stat.S_IMODE(t.stat().st_mode) for t in short_tmp.glob("sparsenas-ray-*/auth_token")}
+            token_modes |= {stat.S_IMODE(t.stat().st_mode) for t in short_tmp.glob(f"{STALE_PREFIX}*/auth_token")}
             for pid in pids - {search.pid}:
                 try:
                     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -138,7 +140,7 @@ def test_local_ray_is_private_on_loopback_with_token_auth_and_stopped(short_tmp)
     assert token_modes == {0o600} and auth_modes == {b"RAY_AUTH_MODE=token"}
     assert not (home / ".ray").exists()  # no token written to ~/.ray
     assert not left_over  # the search stopped every process it started ...
-    assert not list(short_tmp.glob("sparsenas-ray-*"))  # ... and removed its temp dir
+    assert not list(short_tmp.glob(f"{STALE_PREFIX}*"))  # ... and removed its temp dir
 
 
 def test_address_of_a_service_that_is_not_ray_is_one_line_within_the_start_timeout(tmp_path):

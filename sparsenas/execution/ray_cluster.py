@@ -52,6 +52,9 @@ def connect(execution: dict) -> "LocalRay | None":
     return local
 
 
+STALE_PREFIX = "snray-"  # short: Ray's socket paths under it must stay within AF_UNIX's 107 bytes
+
+
 class LocalRay:
     """A private Ray on this machine for one search.
 
@@ -81,7 +84,7 @@ class LocalRay:
         _reload_auth()
         try:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
-                     _temp_dir=os.path.join(self.dir, "ray"), **QUIET)
+                     _temp_dir=os.path.join(self.dir, "r"), **QUIET)
         except Exception as e:  # noqa: BLE001 — any start failure is one line
             self.stop()
             raise ConfigError(f"cannot start a local Ray: {first_line(e)}") from None
@@ -94,9 +97,6 @@ class LocalRay:
         _reload_auth()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-
-
-STALE_PREFIX = "sparsenas-ray-"
 
 
 def remove_stale_dirs(root: str | None = None) -> list[str]:
