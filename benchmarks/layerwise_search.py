@@ -28,8 +28,8 @@ dense) is profiled once for the model space without a sparsity target (`--lut-ar
 calibration nets). The budget L is the median lut-predicted latency of
 the best 90% baseline's archs (the same table prices both sides; a budget taken from a measurement instead left
 no feasible arch, because the lut and the whole-network timing differ by a few percent); tpe then searches the
-per-layer sparsities freely (no global target) for `--trials` trials with `objective.constraints.latency_ms=[null, L]` (lut-predicted, so over-budget archs are
-never trained). Its best feasible arch and the baseline arch are both timed with MeasuredLatency and shown with
+per-layer sparsities freely (no global target) for `--trials` trials with
+`objective.constraints.latency_ms=[null, L]` (lut-predicted, so over-budget archs are never trained). Its best feasible arch and the baseline arch are both timed with MeasuredLatency and shown with
 their accuracies; gain_latency_pts / p_latency = searched − best 90% baseline test accuracy, paired, pooled over
 the models. If the latency part fails (no profile possible), the table says why and the RESULT has
 gain_latency_pts=nan p_latency=nan — never a made-up number.
