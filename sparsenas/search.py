@@ -83,6 +83,8 @@ class Search:
 
     def _restore(self) -> list[TrialTask]:
         """Load the checkpoint and journal; return the tasks that must run again."""
+        if not self.rundir.persistent and hasattr(self, "results"):
+            return []  # a second run of an in-memory search: the loop's state and the strategy are still here
         state = self.rundir.load_state(self.space.name, self.strategy.name)  # refused before the journal is touched
         self.results = self.rundir.journal.load(validate=lambda r: self.space.validate(r.arch))
         self.pending: dict[int, TrialTask] = {}

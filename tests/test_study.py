@@ -49,8 +49,12 @@ def test_an_in_memory_study_writes_nothing(tmp_path, monkeypatch):
     front = study.pareto_front
     assert front and all(not dominates(study.objective.values(a), study.objective.values(b))
                          for a in study.trials for b in front)
+    told = []
+    tell = study.search.strategy.strategy.tell
+    study.search.strategy.strategy.tell = lambda result: told.append(result.trial) or tell(result)
     study.optimize(n_trials=5)  # more trials continue the same search, never an arch twice
     assert len(study.trials) == 15 and len({t.arch_id for t in study.trials}) == 15
+    assert told == list(range(10, 15))  # the strategy hears each result once
 
 
 @needs_table
