@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .assemble import build_space, resolve
+from .data import load_data
 from .errors import ConfigError
 from .journal import TrialResult
 from .objective import Objective
 from .paths import output_dir
 from .rundir import RunDir
+from .space import SPACES
 
 
 @dataclass
@@ -71,6 +74,9 @@ def _run_text(run: Run, top: int) -> str:
     if ranked:
         best = ranked[0]
         lines += ["", f"best: trial {best.trial} ({best.arch_id})", f"  {best.label}"]
+        layers = _layer_table(config, best)
+        if layers:
+            lines += ["", "best arch, layer by layer:", layers]
     if objective.multi and ranked:
         front = objective.pareto_front(results)
         reference = objective.reference_point(results)
@@ -79,6 +85,21 @@ def _run_text(run: Run, top: int) -> str:
                   _table([["trial", *objective.names]] + [[str(r.trial), *(f"{r.metrics[m]:.4g}" for m in objective.names)]
                                                         for r in front])]
     return "\n".join(lines)
+
+
+def _layer_table(config: dict, best: TrialResult) -> str | None:
+    """The best arch layer by layer (density, mask, weights), for spaces that describe one (the model space)."""
+    name = config["space"]["name"]
+    if name not in SPACES.names() or not hasattr(SPACES.get(name), "layer_table"):
+        return None  # a plug-in space not imported for this report, or one without a layer view
+    try:
+        config = resolve([config])
+        data = load_data(config["data"])
+        rows = build_space(config).layer_table(best.arch, data.input_shape, data.num_classes)
+    except ConfigError as e:  # e.g. the factory's module not allowed: the rest of the report still stands
+        return f"  (not shown: {e})"
+    return _table([["layer", "group", "mask", "density", "weights"]] +
+                  [[r["layer"], r["group"], r["mask"], f"{r['density']:.3f}", str(r["weights"])] for r in rows])
 
 
 def compare(runs: Sequence[Run]) -> str:

@@ -138,7 +138,7 @@ def test_factory_errors_direct_are_config_errors():
         ModelSpace(factory="no_colon")
 
 
-def test_search_with_a_target_then_export_loads_and_runs(tmp_path):
+def test_search_with_a_target_then_report_shows_the_layers_and_export_loads_and_runs(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert cli("--allow-import", "model_zoo", "search", "--space", "model", "--strategy", "random",
                "--budget", "2", "--name", "m", "--runs-dir", runs, "--set", "space.factory=model_zoo:small_cnn",
@@ -147,6 +147,13 @@ def test_search_with_a_target_then_export_loads_and_runs(tmp_path):
     trials = [json.loads(line) for line in (runs / "m" / "trials.jsonl").read_text().splitlines()]
     assert len(trials) == 2 and all(t["status"] == "ok" for t in trials)
     assert all(abs(t["metrics"]["sparsity"] - 0.8) <= 0.01 for t in trials)
+    capsys.readouterr()
+    assert cli("--allow-import", "model_zoo", "report", runs / "m") == 0
+    report = capsys.readouterr().out
+    layer_rows = report.split("best arch, layer by layer:\n")[1].split("\n\n")[0].splitlines()[1:]
+    searched = [n for names in space("small_cnn").groups.values() for n in names]
+    assert [r.split()[0] for r in layer_rows] == searched
+    assert all(r.split()[2] in ("magnitude", "channel") and 0 < float(r.split()[3]) <= 1 for r in layer_rows)
     out = tmp_path / "export"
     assert cli("--allow-import", "model_zoo", "export", runs / "m", "--out", out, "--epochs", "1") == 0
     model = load_exported(out)
