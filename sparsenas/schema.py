@@ -185,8 +185,8 @@ def schema_of(cls: type) -> dict[str, Field]:
             return dict(own["options_schema"])
         if "defaults" in own:
             parent = schema_of(mro[i + 1]) if i + 1 < len(mro) else {}
-            return {k: replace(parent[k], default=v) if k in parent else Field(v, _inferred_types(v))
-                    for k, v in own["defaults"].items()}
+            inferred = schema_from_defaults(own["defaults"])
+            return {k: replace(parent[k], default=f.default) if k in parent else f for k, f in inferred.items()}
     return {}
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -66,10 +65,6 @@ class Search:
         if produced is not None and self.context.latency is not None:
             produced = produced | self.context.latency.metrics()
         self.objective.check_metrics(produced)
-
-    @property
-    def run_dir(self) -> Path | None:
-        return self.rundir.path
 
     # -- checkpoint -------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -218,12 +213,3 @@ class Search:
         best = self.objective.best(self.results)
         if best is not None:
             bar.set_postfix({self.objective.names[0]: f"{best.metrics[self.objective.names[0]]:.4g}"})
-
-
-def run_config(config: dict, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Convenience for scripts: run a resolved config in `run_dir` (created) and return a summary."""
-    start = time.perf_counter()
-    search = Search(config, run_dir, progress)
-    results = search.run()
-    best = search.objective.best(results)
-    return {"trials": len(results), "best": best, "seconds": time.perf_counter() - start}

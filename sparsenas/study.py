@@ -44,7 +44,8 @@ class Study:
         space_obj = space if isinstance(space, SearchSpace) else None
         strategy_cls = strategy if isinstance(strategy, type) else None
         classes = {"space": type(space_obj) if space_obj else None, "strategy": strategy_cls}
-        if isinstance(self.run, RunDir) and self.run.is_run():
+        self.resume = isinstance(self.run, RunDir) and self.run.is_run()
+        if self.resume:
             if not load_if_exists:
                 raise ConfigError(f"{self.run} already exists; use --resume (load_if_exists=True) to continue it "
                                   "or choose another --name")
@@ -54,7 +55,6 @@ class Study:
                 raise ConfigError("a search needs a space and a strategy (or --resume of an existing run)")
             fragments = [section_fragment("space", space), section_fragment("strategy", strategy)]
             self.config = resolve(fragments + extra, classes=classes)
-        self.resume = isinstance(self.run, RunDir) and self.run.is_run()
         self.search = Search(self.config, self.run, progress=progress, space=space_obj, strategy_cls=strategy_cls)
         self.objective = self.search.objective
         self._trials: list[TrialResult] = self.run.results() if self.resume else []

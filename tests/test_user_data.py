@@ -12,7 +12,6 @@ from PIL import Image
 from conftest import ROOT, cli
 from sparsenas.config import CORE, validate_section
 from sparsenas.data import Splits, load_data
-from sparsenas.errors import ConfigError
 
 TINY = ["--strategy", "random", "--budget", 1, "--set", "train.epochs=1", "--quiet"]
 IMAGES = ["--space", "dass", "--set", "space.C=4", *TINY]
