@@ -75,11 +75,11 @@ def test_hand_checked_counts():
     m = count_model(doped, (4, 5, 5))
     assert m == {"params": 144 + 36 + 4 + 8, "nnz": 104 + 40 + 8, "flops": 25 * (144 + 40),
                  "flops_sparse": 25 * 144, "sparsity": pytest.approx(1 - 104 / 144)}
-    # factorized linear 8 -> 8 at s=0.5: d = 64 / (0.5*16) = 8; U, V 64 weights each, 32 kept each
+    # factorized linear 8 -> 8 at s=0.5: d = 64 / (0.5*16) = 8; U, V 64 weights each, 32 kept each; BN(d) between
     fac = make_unit("factorized", LayerSpec("linear", 8, 8), 0.5)
     assert fac.rank == 8 and int(fac.u.mask().sum()) == int(fac.v.mask().sum()) == 32
-    assert count_model(fac, (8,)) == {"params": 128 + 16, "nnz": 64 + 16, "flops": 128, "flops_sparse": 64,
-                                      "sparsity": 0.5}
+    assert count_model(fac, (8,)) == {"params": 128 + 16 + 16, "nnz": 64 + 16 + 16, "flops": 128,
+                                      "flops_sparse": 64, "sparsity": 0.5}
     # parallel linear 5 -> 3 at s=0.75: 4 branches of 15 weights keep 4+4+4+3 = 15, four BNs of 3
     par = make_unit("parallel", LayerSpec("linear", 5, 3), 0.75)
     assert sorted(int(b.mask().sum()) for b in par.branches) == [3, 4, 4, 4]
@@ -92,8 +92,8 @@ def test_hand_checked_networks():
     space = SparseIFTSpace(backbone="mlp", hidden=8, mlp_blocks=1)
     arch = Arch({"b0.member": "factorized", "b0.sparsity": 0.5})
     m = count_model(space.build(arch, (20,), 3), (20,))
-    stem, unit, head = 160 + 16, 128 + 16, 24 + 3  # weights (+ BN affine / bias)
-    assert m == {"params": stem + 2 * unit + head, "nnz": stem + 2 * (64 + 16) + head,
+    stem, unit, head = 160 + 16, 128 + 16 + 16, 24 + 3  # weights (+ BN affine of U's BN and the output BN / bias)
+    assert m == {"params": stem + 2 * unit + head, "nnz": stem + 2 * (64 + 16 + 16) + head,
                  "flops": 160 + 2 * 128 + 24, "flops_sparse": 160 + 2 * 64 + 24, "sparsity": 0.5}
     # resnet C=2, one stage of one block, input 1x4x4, wide@0.5: inner width 4, each conv 72 weights, 36 kept
     space = SparseIFTSpace(C=2, stages=[1])
@@ -103,6 +103,22 @@ def test_hand_checked_networks():
                  "flops": 16 * 18 + 16 * 2 * 72 + 6, "flops_sparse": 16 * 18 + 16 * 2 * 36 + 6, "sparsity": 0.5}
     dense = count_model(space.build(arch.replace(**{"b0.member": "dense"}), (1, 4, 4), 3), (1, 4, 4))
     assert dense["flops"] == m["flops_sparse"] and dense["params"] == 18 + 4 + 2 * (36 + 4) + 9
+
+
+@pytest.mark.parametrize("spec", [LayerSpec("conv", 6, 10, 3, 2), LayerSpec("linear", 12, 7)])
+def test_factorized_has_bn_and_relu_between_u_and_v(spec):
+    """The authors' `uv_layer: nonlinear_relu`: V sees ReLU(BN(U x)), and the unit is that composition exactly."""
+    torch.manual_seed(0)
+    fac = make_unit("factorized", spec, 0.75).train()
+    seen = []
+    fac.v.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    x = torch.randn(16, spec.c_in, *((5, 5) if spec.kind == "conv" else ()))
+    out = fac(x)
+    assert fac.u_norm.num_features == fac.rank
+    hidden = torch.relu(torch.nn.functional.batch_norm(fac.u(x), None, None, training=True))
+    torch.testing.assert_close(seen[0], hidden)  # BN with batch statistics, then ReLU: half the entries are 0
+    assert 0.3 < float((seen[0] == 0).float().mean()) < 0.7
+    torch.testing.assert_close(out, fac.norm(fac.v(hidden)))
 
 
 def test_split_kept_is_exact_and_uniform():

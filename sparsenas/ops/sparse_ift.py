@@ -9,8 +9,10 @@ base = round(1 / (1 − s)) (their `base_scaling`):
   wide        widen the widened sides by base^(1/sides): one side (inside a block) by `base`, both sides by
               √base as the authors' network-wide scaling; width int(c · factor), as the authors.
   parallel    n = base sparse branches, each conv/linear + its own BN, summed (the block applies the ReLU).
-  factorized  U (k×k, c_in → d, stride) then V (1×1, d → c_out), both sparse, then BN;
-              d = ceil(k²·c_in·c_out / ((1 − s)(k²·c_in + c_out))) (authors' ceil).
+  factorized  U (k×k, c_in → d, stride) → BN → ReLU → V (1×1, d → c_out), both sparse, then BN;
+              d = ceil(k²·c_in·c_out / ((1 − s)(k²·c_in + c_out))) (authors' ceil). The BN + ReLU between U and
+              V is the authors' `uv_layer: nonlinear_relu`, the setting of all their Sparse Factorized configs
+              (their code's default, `linear`, is a plain U → V); it adds no FLOPs (norms are not counted).
   doped       sparse W (k×k, c_in → c_out) plus dense low-rank V∘U (k×k c_in → r, 1×1 r → c_out), then BN;
               r = floor(s·k²·c_in·c_out / (k²·c_in + c_out)) (authors' floor).
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from torch import nn
+import torch.nn.functional as F
 
 from .sparse import SparseConv2d, SparseLinear
 
@@ -168,7 +171,7 @@ class ParallelUnit(Unit):
 
 
 class FactorizedUnit(Unit):
-    """Sparse Factorized: sparse U (k×k, c_in → d) then sparse V (1×1, d → c_out), then BN."""
+    """Sparse Factorized: sparse U (k×k, c_in → d) → BN → ReLU → sparse V (1×1, d → c_out), then BN."""
 
     def __init__(self, spec: LayerSpec, sparsity: float, mask: str, widen_in=False, widen_out=False):
         super().__init__()
@@ -178,10 +181,10 @@ class FactorizedUnit(Unit):
         kept_u, kept_v = split_kept(spec.weights, [u_spec.weights, v_spec.weights])
         self.in_features, self.out_features, self.rank = spec.c_in, spec.c_out, d
         self.u, self.v = _layer(u_spec, mask, kept_u), _layer(v_spec, mask, kept_v)
-        self.norm = _norm(spec, spec.c_out)
+        self.u_norm, self.norm = _norm(spec, d), _norm(spec, spec.c_out)
 
     def forward(self, x):
-        return self.norm(self.v(self.u(x)))
+        return self.norm(self.v(F.relu(self.u_norm(self.u(x)))))
 
 
 class DopedUnit(Unit):
