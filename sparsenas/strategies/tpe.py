@@ -13,8 +13,15 @@ to `max_retries` times, then a uniform unseen arch is evaluated and told as a tr
 propose), so no budget is spent on re-evaluations.
 
 Defaults are Optuna's (`multivariate: null` = Optuna's choice: multivariate TPE for one objective, independent
-for several). Resume is exact: `state_dict` holds the RNG states of the sampler and every Optuna trial as plain data;
-loading rebuilds the study from them (no pickle: a checkpoint is input).
+for several; `n_startup_trials` 10, `n_ei_candidates` 24) except two: `constant_liar: true` (Optuna: false), so
+that trials asked while others run (parallel workers) are not all alike, and NSGA-II's `population_size` 20
+(Optuna: 50), so that the first generation fits search budgets of ~100 evaluations.
+
+Optuna's public API only (optuna >= 5.0, the first with `Trial.set_constraint`): the study lives in an
+`InMemoryStorage` of our own, so a trial asked earlier is found by number through the storage's public methods.
+Each ask uses a fresh sampler seeded from (seed, trial number): Optuna's samplers keep no state but their RNGs
+and what the storage holds, so the trials alone are the strategy's state, and resume is exact — `state_dict`
+holds every Optuna trial as plain data; loading rebuilds the study from them (no pickle: a checkpoint is input).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from .base import Strategy, register_strategy
 from .dedupe import dedupe_fields
 
 SAMPLERS = ("tpe", "nsga2")
+STUDY = "sparsenas"
 
 
 def to_distributions(dims) -> dict:
@@ -76,29 +84,40 @@ class TPE(Strategy):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.distributions = to_distributions(space.dims())
         self.directions = ["maximize"] * len(objective.maximize) + ["minimize"] * len(objective.minimize)
-        self.study = self._new_study(self._new_sampler())
+        self.study = self._new_study()
         self.pending: dict[str, list[int]] = {}  # arch_id → Optuna trial numbers asked, not told
 
-    def _new_sampler(self):
+    def _new_sampler(self, number: int):
+        """The sampler that proposes trial `number`, seeded from (seed, number)."""
         import optuna
 
         o = self.options
+        seed = int(np.random.SeedSequence([self.seed, number]).generate_state(1)[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental-feature warnings
             if o["sampler"] == "nsga2":
-                return optuna.samplers.NSGAIISampler(population_size=o["population_size"], seed=self.seed)
+                return optuna.samplers.NSGAIISampler(population_size=o["population_size"], seed=seed)
             return optuna.samplers.TPESampler(n_startup_trials=o["n_startup_trials"],
                                               n_ei_candidates=o["n_ei_candidates"], multivariate=o["multivariate"],
-                                              constant_liar=o["constant_liar"], seed=self.seed)
+                                              constant_liar=o["constant_liar"], seed=seed)
 
-    def _new_study(self, sampler):
+    def _new_study(self):
         import optuna
 
-        return optuna.create_study(directions=self.directions, sampler=sampler)
+        self.storage = optuna.storages.InMemoryStorage()
+        study = optuna.create_study(storage=self.storage, study_name=STUDY, directions=self.directions,
+                                    sampler=self._new_sampler(0))
+        self.study_id = self.storage.get_study_id_from_name(STUDY)
+        return study
+
+    def _ask(self):
+        """Optuna's next trial, proposed by a sampler seeded for its number."""
+        self.study.sampler = self._new_sampler(len(self.study.get_trials(deepcopy=False)))
+        return self.study.ask(self.distributions)
 
     # -- ask ----------------------------------------------------------------------------------------------
     def ask(self) -> Arch:
-        trial = self.study.ask(self.distributions)
+        trial = self._ask()
         arch = Arch(trial.params)
         self.pending.setdefault(arch.arch_id, []).append(trial.number)
         return arch
@@ -133,8 +152,7 @@ class TPE(Strategy):
     def _tell_optuna(self, number: int, state: str, values, constraints: dict) -> None:
         from optuna.trial import Trial, TrialState
 
-        trial = Trial(self.study, self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number))
+        trial = Trial(self.study, self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
         for key, value in constraints.items():
             trial.set_constraint(key, value)
         if state == "complete":
@@ -152,42 +170,17 @@ class TPE(Strategy):
             self._tell_optuna(number, *outcome)
         else:  # a result the sampler did not propose: add it as a finished trial
             self.study.enqueue_trial(dict(result.arch))
-            self._tell_optuna(self.study.ask(self.distributions).number, *outcome)
+            self._tell_optuna(self._ask().number, *outcome)
 
     # -- state --------------------------------------------------------------------------------------------
     def state_dict(self):
-        return {"sampler_rngs": [list(rng.get_state()) for rng in sampler_rngs(self.study.sampler)],
-                "trials": [trial_to_dict(t) for t in self.study.get_trials(deepcopy=False)],
+        return {"trials": [trial_to_dict(t) for t in self.study.get_trials(deepcopy=False)],
                 "pending": {k: list(v) for k, v in self.pending.items()}}
 
     def load_state_dict(self, state):
-        sampler = self._new_sampler()
-        rngs = sampler_rngs(sampler)
-        if len(rngs) != len(state["sampler_rngs"]):
-            raise ValueError(f"{len(state['sampler_rngs'])} sampler RNG states for {len(rngs)} RNGs")
-        for rng, saved in zip(rngs, state["sampler_rngs"]):
-            rng.set_state(tuple(saved))
-        self.study = self._new_study(sampler)
+        self.study = self._new_study()
         self.study.add_trials([trial_from_dict(t) for t in state["trials"]])
         self.pending = {k: list(v) for k, v in state["pending"].items()}
-
-
-def sampler_rngs(sampler) -> list[np.random.RandomState]:
-    """Every NumPy RandomState a sampler draws from (Optuna keeps them, lazily made, in `_rng` attributes of the
-    sampler and of its helpers), in a fixed order; together with the trials they are the sampler's state."""
-    from optuna.samplers._lazy_random_state import LazyRandomState
-
-    found: dict[int, np.random.RandomState] = {}
-
-    def walk(obj, depth: int) -> None:
-        for _, value in sorted(vars(obj).items()):
-            if isinstance(value, LazyRandomState):
-                found.setdefault(id(value.rng), value.rng)
-            elif depth < 3 and type(value).__module__.startswith("optuna.") and hasattr(value, "__dict__"):
-                walk(value, depth + 1)
-
-    walk(sampler, 0)
-    return list(found.values())
 
 
 def trial_to_dict(trial) -> dict:
