@@ -8,6 +8,7 @@ class's `defaults`, and every registered name) and builds the run's parts.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from .schema import NUM, OPT_INT, OPT_NUM, OPT_STR, Field, fraction, non_negativ
     show, type_ok, validate_section
 from .sparse_training import TRAIN_OPTIONS
 
+log = logging.getLogger("sparsenas")
 
 CORE: dict[str, dict[str, Field]] = {
     "search": {
@@ -65,13 +67,10 @@ CORE: dict[str, dict[str, Field]] = {
         "cpus_per_trial": Field(1, NUM, positive, "must be > 0"),
         "gpus_per_trial": Field(0, NUM, non_negative, "must be >= 0"),
         # ray / tune executors: retries of a trial whose worker died, driver-side kill limit per attempt,
-        # how long to wait for a first worker, and tune's trial scheduler (asha: early stopping per epoch)
+        # and how long to wait for a first worker (early stopping: the `scheduler` section)
         "retries": Field(1, (int,), non_negative, "must be >= 0"),
         "kill_timeout_s": Field(None, OPT_NUM, positive, "must be > 0"),
         "start_timeout_s": Field(120.0, NUM, positive, "must be > 0"),
-        "scheduler": Field("fifo", (str,), lambda v: v in ("fifo", "asha"), "must be fifo or asha"),
-        "asha_grace_period": Field(1, (int,), positive, "must be >= 1"),
-        "asha_reduction_factor": Field(3.0, NUM, lambda v: v > 1, "must be > 1"),
     },
     # hardware latency predictor → cheap metric latency_ms (sparsenas/hardware; checked by normalise_latency_config)
     "latency": {
@@ -82,6 +81,8 @@ CORE: dict[str, dict[str, Field]] = {
         "threads": Field(1, (int,), positive, "must be >= 1"),
         "dtype": Field("float32", (str,)),
         "mode": Field("exported", (str,)),  # exported (what `sparsenas export` deploys) or masked (dense)
+        # measured: what executes the network (sparsenas/hardware/runtimes.py)
+        "runtime": Field("torch", (str,), choices=("torch", "onnxruntime")),
         "file": Field(None, OPT_STR),  # lut: a table (default: found in cache_dir); learned: P.json
         "cache_dir": Field(None, OPT_STR),  # lut tables (default ~/.cache/sparsenas)
         "warmup": Field(5, (int,), non_negative, "must be >= 0"),  # measured
@@ -90,7 +91,11 @@ CORE: dict[str, dict[str, Field]] = {
         "reward_exponent": Field(-0.07, NUM),
     },
 }
-SECTIONS = ("space", "strategy", *CORE)
+SECTIONS = ("space", "strategy", "scheduler", *CORE)
+# the old early-stopping keys of `execution` (tune only), read as the `scheduler` section's with a warning
+LEGACY_SCHEDULER = {"scheduler": "name", "asha_grace_period": "grace_period",
+                    "asha_reduction_factor": "reduction_factor"}
+_warned: set[str] = set()
 
 
 def preset_names(kind: str) -> list[str]:
@@ -193,7 +198,7 @@ def parse_override(item: str) -> dict:
 
 def merge_fragments(fragments: list[dict]) -> dict:
     """The fragments merged in order (later wins), each section checked to be a known mapping."""
-    raw: dict = {"space": {}, "strategy": {}}
+    raw: dict = {"space": {}, "strategy": {}, "scheduler": {}}
     for fragment in fragments:
         unknown = sorted(set(fragment) - set(SECTIONS))
         if unknown:
@@ -202,6 +207,26 @@ def merge_fragments(fragments: list[dict]) -> dict:
             if not isinstance(values, dict):
                 raise ConfigError(f"config section {section!r} must be a mapping, got {values!r}")
         raw = merge(raw, fragment)
+    return legacy_scheduler(raw)
+
+
+def legacy_scheduler(raw: dict) -> dict:
+    """`execution.scheduler` (fifo → none), `execution.asha_grace_period` and `execution.asha_reduction_factor`
+    moved to the `scheduler` section (its own keys win); each warns once per process."""
+    old = {k: raw.get("execution", {}).pop(k) for k in LEGACY_SCHEDULER if k in raw.get("execution", {})}
+    for key in old:
+        if key not in _warned:
+            _warned.add(key)
+            log.warning("sparsenas: execution.%s is deprecated; use scheduler.%s", key, LEGACY_SCHEDULER[key])
+    if "scheduler" in old and old["scheduler"] not in ("fifo", "asha"):
+        raise ConfigError(f"execution.scheduler must be fifo or asha, got {old['scheduler']!r}")
+    name = raw["scheduler"].get("name", {"fifo": "none"}.get(old.get("scheduler"), old.get("scheduler")))
+    if name is not None:
+        raw["scheduler"].setdefault("name", name)
+    if name in ("asha", "hyperband"):  # the ASHA options were inert with fifo
+        for key, new in LEGACY_SCHEDULER.items():
+            if key in old and key != "scheduler":
+                raw["scheduler"].setdefault(new, old[key])
     return raw
 
 

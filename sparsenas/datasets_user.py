@@ -53,6 +53,9 @@ def _features(x: np.ndarray, name: str, where: str) -> np.ndarray:
         raise ConfigError(f"{where}: {name} has shape {x.shape}; expected (N, C, H, W), (N, H, W) or (N, D)")
     if len(x) == 0:
         raise ConfigError(f"{where}: {name} is empty")
+    if x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        raise ConfigError(f"{where}: {name} has shape {x.shape}, channels last; store it as (N, C, H, W) "
+                          f"(e.g. x.transpose(0, 3, 1, 2))")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         raise ConfigError(f"{where}: {name} holds NaN or infinite values")
     x = x.astype(np.float32) / 255 if x.dtype == np.uint8 else x

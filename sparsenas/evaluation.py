@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .errors import InfeasibleArch
 from .journal import TrialResult
 from .objective import Objective
 from .space import Arch, EvalContext, SearchSpace
@@ -122,6 +123,8 @@ def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, ta
                 broken = objective.violations(result.metrics)
                 if broken:
                     result.status, result.error = "infeasible", "; ".join(broken)
+    except InfeasibleArch as e:
+        result.status, result.error = "infeasible", str(e)
     except Exception as e:  # noqa: BLE001 — a trial's failure is data, not a crash
         result.status, result.error = "failed", f"{type(e).__name__}: {e}"
     result.duration_s = time.perf_counter() - start

@@ -9,7 +9,9 @@ import torch
 import model_zoo
 from conftest import cli
 from sparsenas.errors import ConfigError
+from sparsenas.evaluation import TrialTask, run_trial
 from sparsenas.export import load_exported
+from sparsenas.objective import Objective
 from sparsenas.ops import SparseMixin
 from sparsenas.ops.allocation import layer_densities
 from sparsenas.spaces.model import ModelSpace
@@ -158,3 +160,33 @@ def test_search_with_a_target_then_report_shows_the_layers_and_export_loads_and_
     assert cli("--allow-import", "model_zoo", "export", runs / "m", "--out", out, "--epochs", "1") == 0
     model = load_exported(out)
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("factory,structures", [("resnet18", "[unstructured, channel]"),
+                                                ("mobilenet_v2", "[unstructured, channel, 2:4]")])
+def test_standard_architectures_search_on_mnist_sized_images_and_export(factory, structures, tmp_path):
+    """ResNet-18 (residual adds, BN) and MobileNetV2 (depthwise convs, inverted residuals) from the papers' block
+    structure, at reduced width, through the CLI on 28×28 single-channel images: search, then export runs."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(48, 1, 28, 28)).astype(np.float32), np.arange(48) % 4
+    np.savez(tmp_path / "d.npz", x_train=x[:32], y_train=y[:32], x_val=x[32:], y_val=y[32:])
+    runs, kwargs = tmp_path / "runs", json.dumps(TINY[factory]).replace(" ", "")
+    assert cli("--allow-import", "model_zoo", "search", "--space", "model", "--strategy", "random", "--budget", "2",
+               "--name", "m", "--runs-dir", runs, "--set", f"space.factory=model_zoo:{factory}",
+               "--set", f"space.factory_kwargs={kwargs}", "--set", "space.group_by=block",
+               "--set", "space.target_sparsity=0.5", "--set", f"space.structures={structures}",
+               "--set", "data.name=npz", "--set", f"data.path={tmp_path / 'd.npz'}",
+               "--set", "train.epochs=1", "--quiet") == 0
+    trials = [json.loads(line) for line in (runs / "m" / "trials.jsonl").read_text().splitlines()]
+    assert len(trials) == 2 and {t["status"] for t in trials} <= {"ok", "infeasible"}
+    assert all(abs(t["metrics"]["sparsity"] - 0.5) <= 0.01 for t in trials if t["status"] == "ok")
+    if any(t["status"] == "ok" for t in trials):
+        assert cli("--allow-import", "model_zoo", "export", runs / "m", "--out", tmp_path / "e", "--epochs", "1") == 0
+        assert load_exported(tmp_path / "e")(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
+
+
+def test_an_arch_whose_nm_layers_exceed_the_target_is_infeasible_not_failed():
+    s = space("mobilenet_v2", group_by="type", structures=["unstructured", "2:4"], target_sparsity=0.9)
+    arch = s.sample(np.random.default_rng(0)).replace(**{"conv1x1.structure": "2:4"})
+    result = run_trial(s, Objective(), tiny_context(), TrialTask(0, arch, seed=0))
+    assert result.status == "infeasible" and "target_sparsity=0.9" in result.error

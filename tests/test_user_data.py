@@ -177,6 +177,7 @@ NPZ_BAD = [
     (lambda p: write_npz(p, y_train=np.arange(48) % 3 + 0.5), "y_train must hold integer class indices"),
     (lambda p: write_npz(p, classes=np.array(["a", "b"])), "outside the 2 classes 0..1 of `classes`"),
     (lambda p: write_npz(p, x_train=np.zeros((0, 1, 8, 8)), y_train=np.zeros(0)), "x_train is empty"),
+    (lambda p: write_npz(p, x_train=arrays((8, 8, 3))[0]), "x_train has shape (48, 8, 8, 3), channels last"),
     (_pickled, "is not an .npz of numeric arrays"),
     (_text, "is not an .npz of numeric arrays"),
     (_npy, "is a single array, not an .npz archive"),

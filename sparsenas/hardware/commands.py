@@ -14,7 +14,7 @@ from ..space import SPACES, SearchSpace
 from ..tables import read_table
 from .base import Target, model_io
 from .learned import LearnedLatency, parse_arch
-from .lut import profile, table_path
+from .lut import describe_noise, profile, table_path
 
 
 def space_and_data(ref: str, overrides: list[str]) -> tuple[SearchSpace, dict]:
@@ -57,6 +57,7 @@ def cmd_profile(args) -> int:
     table.save(out)
     print(f"latency table of space {space.name} ({len(table.kernels)} kernels, {target.device}, batch "
           f"{target.batch_size}, {target.threads} threads, {target.mode}) written to {out}")
+    print(describe_noise(table.meta["noise"]))
     return 0
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..ops.timing import time_ms
+from ..ops.timing import Timing, robust_ms
 
 FEATURES = ("in_elems", "out_elems", "macs", "nnz", "kernel", "stride", "groups")
 
@@ -146,14 +146,19 @@ def trace(module: nn.Module, x: torch.Tensor, layers: tuple[str, ...] = (), keep
     return Trace(tracer.calls, count[0])
 
 
+def replay_timings(calls: list[KernelCall], device: str = "cpu", warmup: int = 3, repeats: int = 15) -> list[Timing]:
+    """Robust timings (`ops.timing.robust_ms`: interleaved, low quantile) of each kernel alone, called again
+    with the arguments it had in the trace."""
+    return robust_ms([lambda c=c: c.call[0](*c.call[1], **c.call[2]) for c in calls], device, warmup, repeats)
+
+
 def replay_ms(call: KernelCall, device: str = "cpu", warmup: int = 3, repeats: int = 15) -> float:
-    """Median milliseconds of the kernel alone, called again with the arguments it had in the trace."""
-    func, args, kwargs = call.call
-    return time_ms(lambda: func(*args, **kwargs), device, warmup, repeats)
+    """Robust milliseconds of one kernel alone (see `replay_timings`)."""
+    return replay_timings([call], device, warmup, repeats)[0].ms
 
 
 def log_features(features) -> list[float]:
     return [math.log1p(max(0.0, float(v))) for v in features]
 
 
-__all__ = ["FEATURES", "KernelCall", "Trace", "log_features", "replay_ms", "trace"]
+__all__ = ["FEATURES", "KernelCall", "Trace", "log_features", "replay_ms", "replay_timings", "trace"]

@@ -2,7 +2,10 @@
 
 Profiling (`profile`, CLI `sparsenas latency profile`): sample `archs` architectures of the space, convert each
 to what runs on the target (see `base.runnable`), trace its kernels (`kernels.trace`) and time every kernel
-signature not yet in the table alone (median of repeats, after warm-up, at `target.threads` threads). So the
+signature not yet in the table alone, at `target.threads` threads, robustly (`ops.timing.robust_ms`: the
+arch's new kernels interleaved round by round, the 10% quantile of their calls, warm-up until stable, repeats
+adapted to the noise, the thread pinned to a CPU), so that a table profiled on a busy machine predicts the
+quiet machine's times; the table records its noise floor (`noise_floor`). So the
 table covers the configurations the space produces: op type, C_in, C_out, kernel, stride, H·W, batch, and the
 sparsity as it really runs (a CSR matmul is keyed by its nnz; a channel-pruned layer is a smaller conv).
 
@@ -39,7 +42,7 @@ from ..journal import write_atomic
 from ..space import Arch, SearchSpace
 from .base import (DTYPES, LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor, runnable,
                    threads)
-from .kernels import KernelCall, log_features, replay_ms, trace
+from .kernels import KernelCall, log_features, replay_timings, trace
 from .measured import MeasuredLatency
 
 TABLE_FORMAT = 1
@@ -178,7 +181,8 @@ class LatencyTable:
 class LutLatency(LatencyPredictor):
     """Σ kernel latencies from a profiled `LatencyTable` (see the module docstring)."""
 
-    version = "1"
+    version = "2"
+    runtimes = ("torch",)
 
     def __init__(self, space: SearchSpace, target: Target, io: ModelIO, table: LatencyTable):
         super().__init__(space, target, io)
@@ -252,23 +256,55 @@ def traced_kernels(model: nn.Module, input_shape, target: Target, price):
     return [c for c, _ in kept], [ms for _, ms in kept], t_dense.module_calls, choice
 
 
+def noise_floor(kernel_noise: list[float], network_noise: list[float], spread: list[float]) -> dict:
+    """A profile's noise floor (stored in the table's meta, printed by the CLI): the median and 90th percentile
+    of the repeatability of its kernels' and calibration networks' times (|even − odd| / estimate, see
+    `ops.timing`), the median spread (median/estimate − 1: how much the machine interfered) and the load."""
+    q = lambda v, p: float(np.quantile(v, p)) if v else None  # noqa: E731
+    return {"kernels_median": q(kernel_noise, 0.5), "kernels_p90": q(kernel_noise, 0.9),
+            "networks_median": q(network_noise, 0.5), "networks_p90": q(network_noise, 0.9),
+            "spread_median": q(spread, 0.5), "load_average": [round(v, 2) for v in os.getloadavg()]}
+
+
+def describe_noise(noise: dict) -> str:
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    return (f"noise floor: kernels {pct(noise['kernels_median'])} (p90 {pct(noise['kernels_p90'])}), whole "
+            f"networks {pct(noise['networks_median'])} (p90 {pct(noise['networks_p90'])}); interference "
+            f"(median/estimate - 1) {pct(noise['spread_median'])}; load average "
+            f"{', '.join(f'{v:.2f}' for v in noise['load_average'])}")
+
+
+def _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log) -> tuple[list, list]:
+    noise, spread = [], []
+    for i in range(archs):
+        arch = space.sample(rng)
+        t_dense, t_sparse, _ = runnable_traces(build_model(space, arch, io), io.input_shape, target, keep=True)
+        new = {}
+        for call in t_dense.calls + (t_sparse.calls if t_sparse is not None else []):
+            if call.signature not in table.kernels:
+                new.setdefault(call.signature, call)
+        for call, t in zip(new.values(), replay_timings(list(new.values()), target.device, warmup, repeats)):
+            table.kernels[call.signature] = {"op": call.op, "features": list(call.features), "ms": t.ms,
+                                             "noise": t.noise}
+            noise.append(t.noise)
+            spread.append(t.spread)
+        log(f"profiled arch {i + 1}/{archs}: {len(table.kernels)} kernels in the table")
+    return noise, spread
+
+
 def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, calibration: int = 24,
             seed: int = 0, warmup: int = 3, repeats: int = 15, log=print) -> LatencyTable:
-    """Measure the kernels of `archs` sampled architectures (and calibrate on `calibration` more, timed whole)."""
+    """Measure the kernels of `archs` sampled architectures (and calibrate on `calibration` more, timed whole).
+    Every time is robust (`ops.timing.robust_ms`: the kernels of one arch interleaved, a low quantile, warm-up
+    until stable, repeats adapted to the noise); the table's meta["noise"] is its noise floor (`noise_floor`)."""
     from scipy.optimize import nnls
 
     target.require_device()
     rng = np.random.default_rng(seed)
     table = LatencyTable(table_meta(space, target, io), {})
     with threads(target.threads):
-        for i in range(archs):
-            arch = space.sample(rng)
-            t_dense, t_sparse, _ = runnable_traces(build_model(space, arch, io), io.input_shape, target, keep=True)
-            for call in t_dense.calls + (t_sparse.calls if t_sparse is not None else []):
-                if call.signature not in table.kernels:
-                    table.kernels[call.signature] = {"op": call.op, "features": list(call.features),
-                                                     "ms": replay_ms(call, target.device, warmup, repeats)}
-            log(f"profiled arch {i + 1}/{archs}: {len(table.kernels)} kernels in the table")
+        noise, spread = _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log)
+    network_noise = []
     if calibration:
         measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
         lut = LutLatency(space, target, io, table)
@@ -277,10 +313,14 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
             arch = space.sample(rng)
             b = lut.breakdown(arch)
             rows.append([b.kernel_sum, b.module_calls, 1.0])
-            y.append(measured.predict(arch))
+            t = measured.timing(arch)
+            y.append(t.ms)
+            network_noise.append(t.noise)
+            spread.append(t.spread)
         y = np.array(y)  # fitted on relative errors (the ±10% criterion), each row divided by its latency
         coef, _ = nnls(np.array(rows) / y[:, None], np.ones_like(y))
         table.calibration = tuple(float(v) for v in coef)
         log(f"calibrated on {calibration} measured archs: latency = {coef[0]:.3f}·Σkernels + "
             f"{coef[1] * 1e3:.2f} µs·module calls + {coef[2]:.3f} ms")
+    table.meta["noise"] = noise_floor(noise, network_noise, spread)
     return table

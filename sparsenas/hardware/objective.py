@@ -24,6 +24,10 @@ def normalise_latency_config(cfg: dict) -> None:
             raise ConfigError("latency.reward_target_ms needs latency.predictor (measured, lut or learned)")
         return
     cls = PREDICTORS.get(name)
+    runtimes = getattr(cls, "runtimes", None)
+    if runtimes is not None and cfg.get("runtime", "torch") not in runtimes:
+        raise ConfigError(f"latency.runtime {cfg['runtime']!r} does not work with predictor {name!r} (it times "
+                          f"{' or '.join(runtimes)}; use measured, or learned from a table timed on that runtime)")
     if cfg["version"] is None:
         cfg["version"] = cls.version
     elif str(cfg["version"]) != cls.version:

@@ -38,7 +38,7 @@ import math
 import numpy as np
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InfeasibleArch
 from ..ops.allocation import ALLOCATIONS, scale_densities
 from ..ops.masks import _NM, kept_count
 from ..schema import OPT_INT, OPT_NUM, OPT_STR, Field, number, numbers, one_of
@@ -181,9 +181,12 @@ class ModelSpace(TrainedSpace):
             rng = np.random.default_rng(int(arch.arch_id, 16))
             raw = {n: ALLOCATIONS.get(method)(shapes[n], rng) for n in names}
         index = {n: i for i, n in enumerate(names)}
-        densities = scale_densities([math.prod(shapes[n]) for n in names], [raw.get(n) for n in names],
-                                    1.0 - self.options["target_sparsity"],
-                                    fixed={index[n]: d for n, d in fixed.items()})
+        try:
+            densities = scale_densities([math.prod(shapes[n]) for n in names], [raw.get(n) for n in names],
+                                        1.0 - self.options["target_sparsity"],
+                                        fixed={index[n]: d for n, d in fixed.items()})
+        except ConfigError as e:  # N:M layers fix their density: too many of them and the target is out of reach
+            raise InfeasibleArch(f"space.target_sparsity={self.options['target_sparsity']:g}: {e}") from None
         return dict(zip(names, densities))
 
     def build(self, arch: Arch, input_shape, num_classes) -> nn.Module:

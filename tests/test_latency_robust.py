@@ -1,0 +1,137 @@
+"""Robust timing (ops.timing.robust_ms) on a fake clock, the noise floor of a profile, and the onnxruntime runtime
+of `measured` (zero-product folding: dead branches cost nothing). No wall-clock time is asserted."""
+import numpy as np
+import pytest
+
+from conftest import cli
+from sparsenas.assemble import resolve
+from sparsenas.errors import ConfigError
+from sparsenas.hardware import ModelIO, Target
+from sparsenas.hardware.lut import LatencyTable, profile
+from sparsenas.hardware.measured import MeasuredLatency
+from sparsenas.ops import timing
+from sparsenas.spaces.nb201 import NB201Space, parse_arch_str
+from sparsenas.spaces.tas import TasSpace
+
+
+class FakeClock:
+    """perf_counter that only the timed callables advance: each call costs `base` s, and `slow` s more on the
+    calls `busy(i)` picks (interference), after `cold` slower first calls (warm-up)."""
+
+    def __init__(self, base, slow, busy, cold=0):
+        self.now, self.calls, self.base, self.slow, self.busy, self.cold = 0.0, 0, base, slow, busy, cold
+
+    def __call__(self):
+        return self.now
+
+    def work(self):
+        self.calls += 1
+        self.now += self.base * (3 if self.calls <= self.cold else 1) + (self.slow if self.busy(self.calls) else 0)
+
+
+def test_robust_estimate_ignores_interference_that_the_median_does_not(monkeypatch):
+    clock = FakeClock(1e-3, 4e-3, busy=lambda i: i % 3 != 0, cold=4)  # two calls in three interfered with
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    t = timing.robust_ms([clock.work], warmup=3, repeats=30, pin=False)[0]
+    assert t.ms == pytest.approx(1.0) and t.median == pytest.approx(5.0) and t.spread == pytest.approx(4.0)
+    assert t.noise == 0 and t.repeats == 30
+
+
+def test_repeats_grow_while_the_halves_disagree(monkeypatch):
+    clock = FakeClock(1e-3, 1e-3, busy=lambda i: i % 2 == 0)  # every even call slow: the halves disagree
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    t = timing.robust_ms([clock.work], warmup=0, repeats=8, max_repeats=40, pin=False)[0]
+    assert t.repeats == 40 and t.noise == pytest.approx(1.0)
+    quiet = FakeClock(1e-3, 0, busy=lambda i: False)
+    monkeypatch.setattr(timing.time, "perf_counter", quiet)
+    assert timing.robust_ms([quiet.work], warmup=0, repeats=8, max_repeats=40, pin=False)[0].repeats == 8
+
+
+def test_interleaved_rounds_time_every_callable_alike(monkeypatch):
+    clock = FakeClock(1e-3, 0, busy=lambda i: False)
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    a, b = timing.robust_ms([clock.work, lambda: (clock.work(), clock.work())], warmup=1, repeats=6, pin=False)
+    assert (a.ms, b.ms) == pytest.approx((1.0, 2.0)) and a.repeats == b.repeats == 6
+
+
+def test_pinning_restores_the_affinity():
+    import os
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no sched_setaffinity here")
+    before = os.sched_getaffinity(0)
+    with timing.pinned():
+        assert len(os.sched_getaffinity(0)) <= len(before)
+    assert os.sched_getaffinity(0) == before
+
+
+def test_profile_records_its_noise_floor_and_the_cli_prints_it(tmp_path, capsys):
+    table = profile(TasSpace(C=4, depth=8), Target(), ModelIO((1, 8, 8), 10), archs=1, calibration=2, warmup=0,
+                    repeats=1, log=lambda m: None)
+    noise = table.meta["noise"]
+    assert 0 <= noise["kernels_median"] <= noise["kernels_p90"] and noise["networks_median"] >= 0
+    assert len(noise["load_average"]) == 3 and all("noise" in k for k in table.kernels.values())
+    out = tmp_path / "t.json"
+    assert cli("latency", "profile", "--space", "tas", "--set", "space.C=4", "--set", "space.depth=8",
+               "--archs", 1, "--calibration", 0, "--out", out, "--quiet") == 0
+    assert "noise floor: kernels" in capsys.readouterr().out
+    assert LatencyTable.load(out).meta["noise"]["networks_median"] is None
+
+
+# -- onnxruntime ------------------------------------------------------------------------------------------------
+NB201 = NB201Space(mode="train", C=4, N=1)
+IO = ModelIO((3, 8, 8), 10)
+LIVE = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
+
+
+def nb201(text):
+    return NB201.validate(dict(parse_arch_str(text)))
+
+
+def ops_after_folding(text):
+    from sparsenas.hardware.runtimes import onnx_model
+
+    pytest.importorskip("onnxruntime")
+    measured = MeasuredLatency(NB201, Target(), IO, runtime="onnxruntime")
+    module, _ = measured.module(nb201(text))
+    from sparsenas.hardware.base import example_input
+
+    return sorted(n.op_type for n in onnx_model(module, example_input(IO, Target())).graph.node)
+
+
+def test_onnx_export_drops_the_work_of_dead_branches():
+    # node 1 feeds only a `none` edge: its 3x3 conv is dead; swapping it for a 1x1 conv changes nothing that runs
+    dead_a = "|nor_conv_3x3~0|+|none~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
+    dead_b = "|nor_conv_1x1~0|+|none~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
+    assert ops_after_folding(dead_a) == ops_after_folding(dead_b)
+    assert "Mul" not in ops_after_folding(dead_a)
+    assert ops_after_folding(LIVE).count("Conv") > ops_after_folding(dead_a).count("Conv")
+
+
+def test_onnxruntime_measures_the_same_function():
+    import torch
+
+    from sparsenas.hardware.base import example_input
+    from sparsenas.hardware.runtimes import RUNTIMES
+
+    pytest.importorskip("onnxruntime")
+    measured = MeasuredLatency(NB201, Target(), IO, warmup=0, repeats=2, runtime="onnxruntime")
+    arch = nb201("|nor_conv_3x3~0|+|none~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|")
+    module, _ = measured.module(arch)
+    x = example_input(IO, Target())
+    y = RUNTIMES.get("onnxruntime")(module, x, Target())()[0]
+    with torch.no_grad():
+        assert np.allclose(y, module(x).numpy(), atol=1e-4)
+    assert measured.predict(arch) > 0
+
+
+def test_runtime_is_checked_by_the_schema_and_the_predictor(capsys):
+    base = {"space": {"name": "tas", "C": 4, "depth": 8}, "strategy": {"name": "random"}}
+    with pytest.raises(ConfigError, match="latency.runtime must be one of torch, onnxruntime"):
+        resolve([{**base, "latency": {"predictor": "measured", "runtime": "tvm"}}])
+    with pytest.raises(ConfigError, match="runtime 'onnxruntime' does not work with predictor 'lut'"):
+        resolve([{**base, "latency": {"predictor": "lut", "runtime": "onnxruntime"}}])
+    assert resolve([{**base, "latency": {"predictor": "measured", "runtime": "onnxruntime"}}])
+    assert cli("search", "--space", "tas", "--strategy", "random", "--budget", 1, "--set", "latency.runtime=tvm") == 2
+    err = capsys.readouterr().err.strip()
+    assert "latency.runtime must be one of" in err and "\n" not in err
