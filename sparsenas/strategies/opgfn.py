@@ -15,17 +15,24 @@ Multi-objective: in random subsets of `mo_subset` trajectories, cross-entropy be
 predicted log-rewards and the uniform distribution on the subset's Pareto-non-dominated members (failed and
 infeasible trials are dominated by every ok one and ranked below them in the single-objective case).
 
-Loop (the paper's): `init_samples` first queries (uniform), then rounds of `batch_size` queries. Each round
-trains `train_steps` Adam steps (lr 1e-3, log Z lr 0.1) on the trajectories of the whole history (a random
-`train_batch` of them per step once it is larger; `train_steps_init` right after a (re-)initialisation, every `reinit_every` rounds), then `replay_steps` steps
-on backward trajectories drawn from P_B for a prioritised replay of `replay_size` terminals (half from the top
-10%), `replay_per_terminal` trajectories each, then samples `proxy_factor × batch_size` candidates from P_F
-and queries the `batch_size` with the highest predicted log-reward (the paper's proxy sampling). Departures
-from the authors' defaults (chosen on small budgets; the same for every space): fewer initial samples and
-training steps and a smaller MLP (they use 64 samples, 2000 / 200 steps, 256 hidden units for a ~564-query
-run; here 30, 200 / 50 steps on batches of at most `train_batch` trajectories, 64 units), and no arch is
-queried twice — candidates already queried (told, or proposed and still running) are dropped before the
-top-k; any other repeat (a uniform sample) is caught by the loop's de-duplication (`Unique`).
+Loop: `init_samples` first queries (uniform; the authors draw them from the untrained policy), then rounds of
+`batch_size` queries. Each round trains `train_steps` Adam steps (lr 1e-3, log Z lr 0.1) on the trajectories of
+the whole history (a random `train_batch` of them per step once it is larger; `train_steps_init` right after a
+(re-)initialisation, every `reinit_every` rounds), then — backward augmentation — `replay_steps` steps on
+backward trajectories drawn from P_B for a prioritised replay of `replay_size` terminals (half from the top 10%),
+`replay_per_terminal` trajectories each, then — proxy sampling — samples `proxy_factor × batch_size` candidates
+from P_F and queries the `batch_size` with the highest predicted log-reward. No arch is queried twice:
+candidates already queried (told, or proposed and still running) are dropped before the top-k; any other repeat
+(a uniform sample) is caught by the loop's de-duplication (`Unique`).
+
+Defaults: ours, tuned on small budgets (the same for every space), not the authors'. Proxy sampling (10×) and
+backward augmentation are on here; in the authors' code both are opt-in flags (`--proxy`, `--backward_augment`):
+no command of their README uses `--proxy`, only the OP-GFN-KL-AUG one `--backward_augment` (20 trajectories per
+terminal, 20 steps). We also use fewer initial samples and steps and a smaller MLP (they: 64 samples, 2000 / 200
+steps on the whole history, 2 × 256 units for a ~564-query run; here 30, 200 / 50 steps on batches of at most
+`train_batch`, 2 × 64). `--strategy opgfn_authors` (strategies/opgfn_authors.yaml) runs their defaults: proxy and
+augmentation off (`proxy_factor: 1`, `replay_steps: 0`), their samples, steps and sizes, λ_KL = 0.1 (their
+OP-GFN-KL command).
 
 Deterministic given the seed (own torch.Generator and numpy Generator; network init under a forked global
 RNG); `state_dict` carries the networks, the optimizer, both RNG states, the history and the proposal queue.
