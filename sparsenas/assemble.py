@@ -15,6 +15,7 @@ from .execution import EXECUTORS
 from .hardware import normalise_latency_config
 from .objective import Objective
 from .registry import Registry
+from .schedulers import SCHEDULERS, Scheduler
 from .schema import schema_of, validate_section
 from .space import SPACES, SearchSpace
 from .strategies import STRATEGIES, Strategy
@@ -38,6 +39,7 @@ def resolve(fragments: list[dict], classes: dict[str, type | None] | None = None
     config = validate_core(raw)
     for section, registry in (("space", SPACES), ("strategy", STRATEGIES)):
         config[section] = _plugin_section(section, raw[section], registry, (classes or {}).get(section))
+    config["scheduler"] = _plugin_section("scheduler", {"name": "none", **raw["scheduler"]}, SCHEDULERS)
     normalise_objective(config["objective"])
     normalise_latency_config(config["latency"])
     EXECUTORS.get(config["execution"]["executor"])
@@ -58,3 +60,11 @@ def build_strategy(config: dict, space: SearchSpace, objective: Objective, cls: 
                           f"space {space.name!r} has none")
     options = {k: v for k, v in config["strategy"].items() if k != "name"}
     return cls(space, objective, config["search"]["seed"], **options)
+
+
+def build_scheduler(config: dict, objective: Objective) -> Scheduler:
+    """The run's scheduler; its cross-checks (grace period within max_epochs, metrics among the objectives) are
+    one-line ConfigErrors."""
+    options = {k: v for k, v in config["scheduler"].items() if k != "name"}
+    return SCHEDULERS.get(config["scheduler"]["name"])(objective, config["train"]["epochs"],
+                                                       config["search"]["seed"], **options)

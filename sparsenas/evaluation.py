@@ -20,6 +20,7 @@ from .errors import InfeasibleArch
 from .journal import TrialResult
 from .objective import Objective
 from .space import Arch, EvalContext, SearchSpace
+from .spaces.trained import TrainedSpace
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,32 @@ class EpochReport:
 
 
 Progress = Callable[[EpochReport], None]
+OnReport = Callable[[int, int, dict], bool]
+"""`on_report(trial, epochs, metrics) -> stop`: a trained trial finished epoch `epochs` (1-based) with `metrics`
+(its cheap metrics merged in); True stops it after that epoch (see `run_trial`)."""
+
+EPOCH_METRICS = frozenset({"val_acc", "train_loss"})  # what sparsenas.training reports after every epoch
+
+
+def epoch_metrics(space: SearchSpace, context: EvalContext) -> frozenset[str] | None:
+    """The metrics a trial of `space` reports after every epoch, cheap ones included: none when its `evaluate`
+    takes no `on_epoch` (or it is a table); for a `TrainedSpace`, those of the shared training loop; None
+    (unknown) for other spaces."""
+    if "on_epoch" not in inspect.signature(space.evaluate).parameters or getattr(space, "tabular", False):
+        return frozenset()
+    if not isinstance(space, TrainedSpace):
+        return None
+    cheap = set(space.cheap_metrics(space.sample(np.random.default_rng(0)), context))
+    latency = context.latency.metrics() if context.latency is not None else frozenset()
+    return frozenset(EPOCH_METRICS | cheap | latency)
+
+
+class StoppedEarly(Exception):
+    """Raised from a trial's per-epoch hook to end its training: the scheduler stopped it."""
+
+    def __init__(self, epochs: int, metrics: dict[str, float]):
+        super().__init__(f"stopped after epoch {epochs}")
+        self.epochs, self.metrics = epochs, metrics
 
 
 def task_for(proposal: Arch | SupernetJob, trial: int, seed: int) -> TrialTask:
@@ -88,10 +115,13 @@ def task_label(space: SearchSpace, task: TrialTask) -> str:
 
 
 def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, task: TrialTask,
-              worker: str = "local", on_epoch=None, progress: Progress | None = None) -> TrialResult:
-    """`on_epoch(epoch, metrics)`, when given, is passed to spaces whose `evaluate` reports per epoch (trained
-    spaces), with the cheap metrics merged in (used by Ray Tune's schedulers); `progress` receives a supernet
-    job's epochs."""
+              worker: str = "local", on_epoch: Callable[[int, dict], Any] | None = None,
+              progress: Progress | None = None) -> TrialResult:
+    """`on_epoch(epoch, metrics)` (0-based epoch), when given, is passed to spaces whose `evaluate` reports per
+    epoch (trained spaces), with the cheap and latency metrics merged in; when it returns True before the last
+    epoch, training ends there and the trial is `ok` with that epoch's metrics plus `epochs` (epochs trained) and
+    `stopped_early=1`. A trial that reported its epochs and was not stopped gets `epochs` too. `progress`
+    receives a supernet job's epochs."""
     start = time.perf_counter()
     torch.set_num_threads(context.threads)
     if task.supernet is not None:
@@ -109,13 +139,7 @@ def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, ta
         if broken:
             result.status, result.error = "infeasible", "; ".join(broken)
         else:
-            hook = {}
-            if on_epoch is not None and "on_epoch" in inspect.signature(space.evaluate).parameters:
-                cheap = dict(result.metrics)
-                hook = {"on_epoch": lambda epoch, metrics: on_epoch(epoch, {**cheap, **metrics})}
-            result.metrics.update(space.evaluate(task.arch, task.seed, context, **hook))
-            if context.latency is not None:
-                result.metrics.update(context.latency.derived_metrics(result.metrics))
+            _train(space, context, task, result, on_epoch)
             missing = [n for n in objective.names if not math.isfinite(result.metrics.get(n, math.nan))]
             if missing:
                 result.status, result.error = "failed", f"objective metric {missing[0]} missing or not finite"
@@ -129,3 +153,26 @@ def run_trial(space: SearchSpace, objective: Objective, context: EvalContext, ta
         result.status, result.error = "failed", f"{type(e).__name__}: {e}"
     result.duration_s = time.perf_counter() - start
     return result
+
+
+def _train(space: SearchSpace, context: EvalContext, task: TrialTask, result: TrialResult, on_epoch) -> None:
+    """`space.evaluate` with the per-epoch hook of `run_trial`; its metrics go into `result.metrics`."""
+    hook, cheap, reported = {}, dict(result.metrics), [0]
+    if on_epoch is not None and "on_epoch" in inspect.signature(space.evaluate).parameters:
+        def report(epoch: int, metrics: dict) -> None:
+            merged = {**cheap, **metrics}
+            if context.latency is not None:
+                merged.update(context.latency.derived_metrics(merged))
+            reported[0] = epoch + 1
+            if on_epoch(epoch, merged) and epoch + 1 < context.train["epochs"]:
+                raise StoppedEarly(epoch + 1, merged)
+        hook = {"on_epoch": report}
+    try:
+        result.metrics.update(space.evaluate(task.arch, task.seed, context, **hook))
+    except StoppedEarly as stop:
+        result.metrics = {**stop.metrics, "epochs": float(stop.epochs), "stopped_early": 1.0}
+        return
+    if context.latency is not None:
+        result.metrics.update(context.latency.derived_metrics(result.metrics))
+    if reported[0]:
+        result.metrics["epochs"] = float(reported[0])

@@ -201,4 +201,4 @@ class NullLogger:
     def log(self, *args, **kwargs) -> None:
         pass
 
-    log_epoch = note = close = log
+    log_epoch = log_curve = note = close = log

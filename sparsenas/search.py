@@ -17,10 +17,10 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .assemble import build_space, build_strategy
+from .assemble import build_scheduler, build_space, build_strategy
 from .config import check_machine
 from .errors import ConfigError
-from .evaluation import EpochReport, SupernetJob, TrialTask, task_for, trial_seed
+from .evaluation import EpochReport, SupernetJob, TrialTask, epoch_metrics, task_for, trial_seed
 from .execution import EXECUTORS
 from .hardware import make_predictor
 from .journal import TrialResult
@@ -65,6 +65,22 @@ class Search:
         if produced is not None and self.context.latency is not None:
             produced = produced | self.context.latency.metrics()
         self.objective.check_metrics(produced)
+        self.scheduler = build_scheduler(config, self.objective)
+        if self.scheduler.active:
+            self._check_epoch_metrics()
+
+    def _check_epoch_metrics(self) -> None:
+        """ConfigError when the scheduler judges a metric that the space's trials do not report per epoch."""
+        reported = epoch_metrics(self.space, self.context)
+        if reported is None:
+            return  # a space of unknown reports: a trial that never reports simply trains to the end
+        where = f"scheduler {self.scheduler.name!r} (scheduler.metrics={','.join(self.scheduler.metrics)})"
+        if not reported:
+            raise ConfigError(f"{where} needs per-epoch reports, and space {self.space.name!r} reports none")
+        missing = [m for m in self.scheduler.metrics if m not in reported]
+        if missing:
+            raise ConfigError(f"{where}: {missing[0]!r} is not reported per epoch by space {self.space.name!r} "
+                              f"(per epoch: {', '.join(sorted(reported))})")
 
     # -- checkpoint -------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -73,7 +89,7 @@ class Search:
         state = {"strategy": self.strategy.state_dict(), "next_trial": self.next_trial,
                  "pending": [[t, dict(task.arch), task.seed, None if task.supernet is None else vars(task.supernet)]
                              for t, task in self.pending.items()],
-                 "told": sorted(self.told)}
+                 "told": sorted(self.told), "scheduler": self.scheduler.state_dict()}
         self.rundir.save_state(state, self.space.name, self.strategy.name)
 
     def _restore(self) -> list[TrialTask]:
@@ -103,7 +119,8 @@ class Search:
             self.told = {int(t) for t in state["told"]}
             self.pending = {int(t): self._pending_task(int(t), arch, int(seed), job)
                             for t, arch, seed, job in state["pending"]}
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            self.scheduler.load_state_dict(state.get("scheduler") or self.scheduler.state_dict())
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
             raise ConfigError(f"checkpoint of {self.rundir} does not fit this run's "
                               f"{self.strategy.name} strategy or {self.space.name} space ({type(e).__name__}: {e})"
                               .splitlines()[0]) from None
@@ -139,12 +156,21 @@ class Search:
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(report.scalars.items())[:3]})
 
+    def _on_report(self, trial: int, epochs: int, metrics: dict) -> bool:
+        """A scheduled trial finished an epoch: log its curve, ask the scheduler, checkpoint the scheduler's
+        state (so that a kill loses no rung of a trial that then finishes); True stops the trial."""
+        self.tb.log_curve(trial, epochs, metrics)
+        stop = self.scheduler.report(trial, epochs, metrics)
+        self._save()
+        return stop
+
     # -- loop -------------------------------------------------------------------------------------
     def run(self, resume: bool = True) -> list[TrialResult]:
         """Finish the budget. The run directory is locked for the whole search; with `resume` False a run that
         already exists there is refused."""
         # the executor first: a Ray cluster that cannot be reached is refused before anything is written
-        executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"])
+        executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"],
+                                     scheduler=self.scheduler)
         try:
             with self.rundir.writing(resume):
                 return self._run(executor)
@@ -161,6 +187,8 @@ class Search:
             log.warning("sparsenas: %s", text)
             tb.note(text)
         executor.progress = self._on_epoch
+        if self.scheduler.active:
+            executor.on_report = self._on_report
         bar = tqdm(total=budget, initial=len(self.results), disable=not self.progress, unit="trial",
                    desc=f"{self.space.name}/{self.strategy.name}", dynamic_ncols=True)
         self._show_best(bar)

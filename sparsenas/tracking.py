@@ -6,7 +6,8 @@ Layout of runs/<name>/tb/ (what `sparsenas tensorboard` shows):
   `trial/<metric>` every metric of each trial (step = trial index);
   `best/<objective>` best so far (step = trials done) and `best_by_time/<objective>` (step = seconds since
   the run's first event, strictly increasing; the events' wall times are exact for TensorBoard's time axes);
-  `search/ok`, `search/failed`, `search/infeasible` counts; with several objectives `search/pareto_size`,
+  `search/ok`, `search/failed`, `search/infeasible` counts and `search/stopped_early` (trials a scheduler
+  stopped); with several objectives `search/pareto_size`,
   `search/hypervolume` and `hypervolume_ref/<objective>` (the reference point, see
   `Objective.reference_point`); the image `search/pareto_front` (redrawn whenever the front changes, and
   at the end) and, for
@@ -14,6 +15,8 @@ Layout of runs/<name>/tb/ (what `sparsenas tensorboard` shows):
 - one run `trial-NNNN/` per trial — its HParams session: the arch dims and `status` as hparams, every
   metric as the scalar `trial/<metric>` (step = trial index, so that it falls on the search's curve),
   and the session's end status (ok → success; failed and infeasible → failure, told apart by `status`).
+- with a scheduler, one run `trial-NNNN/epochs/` per trial — its learning curve: every per-epoch metric as
+  `trial/<metric>` at step = epochs done (`log_curve`, as the trial trains).
 """
 from __future__ import annotations
 
@@ -78,6 +81,7 @@ class TensorBoardLogger:
         self._time_step = -1
         self._results: list[TrialResult] = []
         self._drawn: tuple[int, object] = (0, None)  # (trials done, front points) of the last front figure
+        self._curves: dict[int, Any] = {}  # trial -> the SummaryWriter of its running learning curve
 
     def log(self, result: TrialResult, results: Sequence[TrialResult]) -> None:
         now = time.time()
@@ -92,6 +96,11 @@ class TensorBoardLogger:
                 w.add_scalar(f"best_by_time/{name}", sign * max(vals), self._time_step, walltime=now)
         for status in ("ok", "failed", "infeasible"):
             w.add_scalar(f"search/{status}", sum(r.status == status for r in results), step, walltime=now)
+        stopped = sum(r.metrics.get("stopped_early", 0) == 1 for r in results)
+        if stopped or result.trial in self._curves:
+            w.add_scalar("search/stopped_early", stopped, step, walltime=now)
+        if result.trial in self._curves:
+            self._curves.pop(result.trial).close()
         if obj.multi:
             w.add_scalar("search/pareto_size", len(obj.pareto_front(results)), step, walltime=now)
             reference = obj.reference_point(results)
@@ -130,6 +139,18 @@ class TensorBoardLogger:
                 session.add_scalar(f"trial/{name}", value, result.trial, walltime=now)
             session.file_writer.add_summary(end_pb, walltime=now)
 
+    def log_curve(self, trial: int, epochs: int, metrics: dict[str, float]) -> None:
+        """One epoch of a scheduled trial's learning curve: `trial/<metric>` at step = epochs done, in the run
+        `trial-NNNN/epochs`."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = self._curves.get(trial)
+        if writer is None:
+            writer = self._curves[trial] = SummaryWriter(str(self.log_dir / f"trial-{trial:04d}" / "epochs"))
+        for name, value in metrics.items():
+            writer.add_scalar(f"trial/{name}", value, epochs)
+        writer.flush()
+
     def log_epoch(self, step: int, scalars: dict[str, float], text: dict[str, str] | None = None) -> None:
         """Per-epoch curves of a strategy that trains (e.g. a supernet): `supernet/<name>` scalars (losses,
         α entropy, ...) and text (e.g. the current genotype) at step = epoch."""
@@ -147,6 +168,9 @@ class TensorBoardLogger:
     def close(self) -> None:
         if self.figures and any(r.ok for r in self._results):
             self._log_front(changed_only=False)
+        for curve in self._curves.values():
+            curve.close()
+        self._curves.clear()
         self.writer.close()
 
 

@@ -68,7 +68,8 @@ def test_fuzzed_configs_resolve_or_fail_cleanly(fragment):
     except ConfigError as e:
         assert "\n" not in str(e)
     else:
-        assert set(cfg) == {"space", "strategy", "search", "data", "train", "objective", "execution", "latency"}
+        assert set(cfg) == {"space", "strategy", "search", "data", "train", "objective", "execution", "latency",
+                            "scheduler"}
 
 
 def test_yaml_numbers_as_users_write_them():

@@ -1,21 +1,28 @@
 """The executor protocol: submit trial tasks, wait for finished results."""
 from __future__ import annotations
 
-from ..evaluation import Progress, TrialTask
+from ..evaluation import OnReport, Progress, TrialTask
 from ..journal import TrialResult
 from ..objective import Objective
 from ..registry import Registry
+from ..schedulers import Scheduler
 from ..space import EvalContext, SearchSpace
 
 
 class Executor:
     """Runs up to `capacity` trials at once; `wait()` blocks until at least one is done, passing the epochs of
-    running supernet jobs to `progress` (set by the loop) as they finish."""
+    running supernet jobs to `progress` (set by the loop) as they finish. With `on_report` set (by the loop, when
+    the run has an active `scheduler`), each epoch of a trained trial goes to it while the trial runs, and the
+    trial stops after the epoch for which it returns True (see `evaluation.run_trial`). `scheduler` is the run's
+    scheduler, for executors that hand stopping to another system (tune)."""
 
-    def __init__(self, space: SearchSpace, objective: Objective, context: EvalContext, execution: dict):
+    def __init__(self, space: SearchSpace, objective: Objective, context: EvalContext, execution: dict,
+                 scheduler: Scheduler | None = None):
         self.space, self.objective, self.context = space, objective, context
         self.execution = execution
+        self.scheduler = scheduler
         self.progress: Progress | None = None
+        self.on_report: OnReport | None = None
 
     @property
     def capacity(self) -> int:

@@ -20,4 +20,9 @@ class LocalExecutor(Executor):
         return len(self.queue)
 
     def wait(self):
-        return [run_trial(self.space, self.objective, self.context, self.queue.popleft(), progress=self.progress)]
+        task = self.queue.popleft()
+        on_epoch = None
+        if self.on_report is not None:
+            def on_epoch(epoch: int, metrics: dict) -> bool:
+                return self.on_report(task.trial, epoch + 1, metrics)
+        return [run_trial(self.space, self.objective, self.context, task, on_epoch=on_epoch, progress=self.progress)]

@@ -11,11 +11,16 @@ Faults: when a worker process dies mid-trial (killed, out of memory, node lost) 
 worker up to `execution.retries` times, then recorded `failed` with the reason. If no worker starts
 within `execution.start_timeout_s` while nothing runs, the search stops with an error instead of hanging.
 
+With a scheduler (`on_report` set by the loop), each epoch of a trial goes from its actor to the driver on a Ray
+queue, and the actor waits for the driver's decision (a small async `StopBoard` actor) before its next epoch, so
+a trial stops after exactly the epoch the scheduler says, as on the local executor.
+
 The cluster (a private local Ray, stopped on `close()`, or one joined at `--address`) and the number of
 workers come from `ray_cluster.py`.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -44,6 +49,34 @@ from .ray_cluster import (
 log = logging.getLogger(__name__)
 
 REPORT_POLL_S = 0.5  # how often a running supernet job's epoch reports are collected
+DECISION_POLL_S = 0.05  # how often a scheduled trial's epoch reports are collected (its actor waits meanwhile)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One finished epoch of a scheduled trial, from its actor to the driver."""
+
+    trial: int
+    attempt: int
+    epochs: int  # done so far
+    metrics: dict[str, float]
+
+
+class StopBoard:
+    """The driver's stop decisions, awaited by the actors: (trial, attempt, epochs) -> stop."""
+
+    def __init__(self):
+        self.events: dict[tuple, asyncio.Event] = {}
+        self.stops: dict[tuple, bool] = {}
+
+    async def decide(self, key: tuple, stop: bool) -> None:
+        self.stops[key] = stop
+        self.events.setdefault(key, asyncio.Event()).set()
+
+    async def decision(self, key: tuple) -> bool:
+        await self.events.setdefault(key, asyncio.Event()).wait()
+        del self.events[key]
+        return self.stops.pop(key)
 
 
 @dataclass(frozen=True)
@@ -77,11 +110,17 @@ class TrialWorker:
     def ready(self) -> str:
         return self.name
 
-    def run(self, task: TrialTask, reports: Any = None) -> TrialResult:
-        """`reports`: a `ray.util.queue.Queue` that a supernet job's epochs are put on as they finish."""
-        progress = None if reports is None else reports.put
+    def run(self, task: TrialTask, reports: Any = None, board: Any = None, attempt: int = 0) -> TrialResult:
+        """`reports`: a `ray.util.queue.Queue` that a supernet job's epochs are put on as they finish, and, with a
+        `board` (a StopBoard actor), a trained trial's `EpochMetrics`, each followed by waiting for the decision."""
+        progress = None if reports is None or task.supernet is None else reports.put
+        on_epoch = None
+        if board is not None:
+            def on_epoch(epoch: int, metrics: dict) -> bool:
+                reports.put(EpochMetrics(task.trial, attempt, epoch + 1, metrics))
+                return ray.get(board.decision.remote((task.trial, attempt, epoch + 1)))
         return run_trial(self.space, self.spec.objective, self.spec.context, task, worker=self.name,
-                         progress=progress)
+                         on_epoch=on_epoch, progress=progress)
 
 
 @dataclass
@@ -114,7 +153,8 @@ class RayExecutor(Executor):
             max_restarts=0, max_task_retries=0)
         self._spec = TrialSpec.of(space, objective, context)
         self._progress_at = time.monotonic()
-        self._reports: Any = None  # a ray.util.queue.Queue, made for the first supernet job
+        self._reports: Any = None  # a ray.util.queue.Queue, made for the first supernet job or scheduled trial
+        self._board: Any = None  # a StopBoard actor, made for the first scheduled trial
         self._checkpoints: dict[int, bytes] = {}  # trial -> last epoch checkpoint: a retry continues from it
         for _ in range(self.workers):
             self._spawn()
@@ -124,8 +164,10 @@ class RayExecutor(Executor):
         return self.workers
 
     def submit(self, task: TrialTask) -> None:
-        if task.supernet is not None and self._reports is None:
+        if (task.supernet is not None or self.on_report is not None) and self._reports is None:
             self._reports = Queue()
+        if self.on_report is not None and self._board is None:
+            self._board = ray.remote(StopBoard).options(num_cpus=0).remote()
         self._queue.append((task, 0))
         self._dispatch()
 
@@ -160,6 +202,9 @@ class RayExecutor(Executor):
         if self._reports is not None:
             self._reports.shutdown(force=True)
             self._reports = None
+        if self._board is not None:
+            ray.kill(self._board, no_restart=True)
+            self._board = None
         if self._local is not None:
             self._local.stop()
             self._local = None
@@ -174,14 +219,18 @@ class RayExecutor(Executor):
             (task, number), (actor, worker) = self._queue.popleft(), self._idle.pop()
             now = time.monotonic()
             deadline = now + self.kill_timeout_s if self.kill_timeout_s else None
-            reports = self._reports if task.supernet is not None else None
-            self._running[actor.run.remote(task, reports)] = _Attempt(task, number, actor, worker, now, deadline)
+            scheduled = self.on_report is not None and task.supernet is None
+            reports = self._reports if task.supernet is not None or scheduled else None
+            ref = actor.run.remote(task, reports, self._board if scheduled else None, number)
+            self._running[ref] = _Attempt(task, number, actor, worker, now, deadline)
 
     def _timeout(self) -> float | None:
         deadlines = [a.deadline for a in self._running.values() if a.deadline is not None]
         if not self._running and not self._idle:
             deadlines.append(self._progress_at + self.start_timeout_s)
-        if any(a.task.supernet is not None for a in self._running.values()):
+        if self._running and self.on_report is not None:
+            deadlines.append(time.monotonic() + DECISION_POLL_S)  # a scheduled trial waits for its decision
+        elif any(a.task.supernet is not None for a in self._running.values()):
             deadlines.append(time.monotonic() + REPORT_POLL_S)  # show a running supernet job's epochs
         return None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
 
@@ -189,6 +238,10 @@ class RayExecutor(Executor):
         if self._reports is None or self._reports.empty():
             return
         for report in self._reports.get_nowait_batch(self._reports.qsize()):
+            if isinstance(report, EpochMetrics):
+                stop = bool(self.on_report(report.trial, report.epochs, report.metrics))
+                self._board.decide.remote((report.trial, report.attempt, report.epochs), stop)
+                continue
             self._checkpoints[report.trial] = report.checkpoint
             if self.progress is not None:
                 self.progress(report)
@@ -251,5 +304,5 @@ class RayExecutor(Executor):
                            duration_s=time.monotonic() - attempt.started, worker=attempt.worker, error=error)
 
 
-__all__ = ["RayExecutor", "TrialSpec", "TrialWorker", "LocalRay", "connect", "check_resources", "workers",
+__all__ = ["RayExecutor", "EpochMetrics", "StopBoard", "TrialSpec", "TrialWorker", "LocalRay", "connect", "check_resources", "workers",
            "worker_id", "node_of"]

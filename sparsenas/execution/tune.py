@@ -10,9 +10,12 @@ for `wait`, and `Tuner.fit()` runs in a background thread of the driver until `c
 
 Trials run in Tune's function trainables with `reuse_actors=True`; each worker process builds and
 prepares the space once (cached per process). Trained spaces report every epoch but the last
-(`val_acc`, `train_loss` and the cheap metrics), so `execution.scheduler=asha` (ASHA, `max_t` =
-train.epochs, `asha_grace_period`, `asha_reduction_factor`) can stop weak trials early; a stopped trial
-is journalled `ok` with its last epoch's metrics plus `epochs` (epochs trained) and `stopped_early=1`.
+(`val_acc`, `train_loss` and the cheap metrics), so the run's `scheduler` section picks one of Ray Tune's own
+schedulers to stop weak trials early (`make_scheduler`: asha → ASHAScheduler, hyperband → its asynchronous
+Hyperband with several brackets, median → MedianStoppingRule; `max_epochs`, `grace_period`,
+`reduction_factor` as configured); they judge one metric, so several `scheduler.metrics` are refused (the
+local and ray executors stop on several). A stopped trial is journalled `ok` with its last epoch's metrics
+plus `epochs` (epochs trained) and `stopped_early=1`.
 A trial whose worker dies is retried by Tune (`FailureConfig(max_failures=execution.retries)`), then
 journalled `failed`. Tune cannot kill one hung trial from outside; with `execution.kill_timeout_s` set the
 search stops with an error when no trial finishes for that long (plus `start_timeout_s` before the first
@@ -34,12 +37,14 @@ from typing import Any, Callable
 from ray import tune
 from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
 from ray.tune.result import AUTO_RESULT_KEYS
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from ..evaluation import SupernetJob, TrialTask, run_trial, task_for, task_label, trial_seed
+from ..errors import ConfigError
 from ..journal import TrialResult
+from ..schedulers import Scheduler
 from ..space import Arch, SearchSpace
 from ..strategies import Strategy, Unique
 from .base import Executor
@@ -165,16 +170,31 @@ def tune_trial(config: dict, spec: TrialSpec, token: str) -> None:
                  RECORD: json.dumps(result.to_record(), allow_nan=True)})
 
 
-def make_scheduler(execution: dict, epochs: int, metric: str, mode: str):
-    if execution["scheduler"] == "asha":
-        return ASHAScheduler(metric=metric, mode=mode, max_t=epochs, grace_period=execution["asha_grace_period"],
-                             reduction_factor=execution["asha_reduction_factor"])
-    return FIFOScheduler()
+def make_scheduler(scheduler: Scheduler | None):
+    """Ray Tune's scheduler for the run's `scheduler` (FIFO, never stopping, for none)."""
+    if scheduler is None or not scheduler.active:
+        return FIFOScheduler()
+    if len(scheduler.metrics) > 1:
+        raise ConfigError(f"scheduler.metrics={scheduler.metrics}: Ray Tune's schedulers judge one metric; "
+                          "choose one, or use --executor local or ray to stop on several")
+    metric, mode = scheduler.metrics[0], "max" if scheduler.signs[0] > 0 else "min"
+    options = scheduler.options
+    if scheduler.name == "median":
+        return MedianStoppingRule(time_attr="training_iteration", metric=metric, mode=mode,
+                                  grace_period=options["grace_period"], min_samples_required=options["min_samples"])
+    brackets = 1
+    if scheduler.name == "hyperband":
+        brackets = len(scheduler.brackets)
+    elif scheduler.name != "asha":
+        raise ConfigError(f"scheduler {scheduler.name!r} has no Ray Tune counterpart; use --executor local or ray")
+    return ASHAScheduler(metric=metric, mode=mode, max_t=scheduler.max_epochs, grace_period=options["grace_period"],
+                         reduction_factor=options["reduction_factor"], brackets=brackets)
 
 
 class TuneExecutor(Executor):
-    def __init__(self, space, objective, context, execution):
-        super().__init__(space, objective, context, execution)
+    def __init__(self, space, objective, context, execution, scheduler=None):
+        super().__init__(space, objective, context, execution, scheduler)
+        tune_scheduler = make_scheduler(scheduler)  # refused before Ray starts
         self._tasks: queue.SimpleQueue[TrialTask] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[TrialResult] = queue.SimpleQueue()
         self._closing = threading.Event()
@@ -195,7 +215,7 @@ class TuneExecutor(Executor):
             trainable,
             tune_config=TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=self._workers,
                                    reuse_actors=True,
-                                   scheduler=make_scheduler(execution, context.train["epochs"], metric, mode)),
+                                   scheduler=tune_scheduler),
             run_config=RunConfig(name="sparsenas", storage_path=self._storage, verbose=0,
                                  stop=_StopWhenClosed(self._closing),
                                  failure_config=FailureConfig(max_failures=execution["retries"])))

@@ -1,0 +1,237 @@
+"""Schedulers: conformance of every registered one, early stopping on the local executor (one and several
+objectives), bad settings, the old execution.* keys, TensorBoard curves, and kill -9 + --resume."""
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scheduler_plugin  # noqa: F401 — registers the `curves` space
+from conftest import FAST, cli, cli_subprocess_cmd
+from scheduler_plugin import curve
+from sparsenas.assemble import resolve
+from sparsenas.errors import ConfigError
+from sparsenas.objective import Objective
+from sparsenas.schedulers import SCHEDULERS
+from sparsenas.search import Search
+
+ACTIVE = [n for n in SCHEDULERS.names() if SCHEDULERS.get(n).active]
+ONE, TWO = Objective(["val_acc"]), Objective(["val_acc"], ["flops"])
+EPOCHS = 9
+
+
+def make(name, objective=ONE, seed=0, **options):
+    return SCHEDULERS.get(name)(objective, EPOCHS, seed, **options)
+
+
+def stream(seed, trials=12):
+    """Random interleaved per-epoch reports of `trials` trials: (trial, epochs, metrics)."""
+    rng = random.Random(seed)
+    level = {t: rng.random() for t in range(trials)}
+    flops = {t: rng.choice([1.0, 2.0, 3.0]) for t in range(trials)}
+    done, out = dict.fromkeys(range(trials), 0), []
+    while any(e < EPOCHS for e in done.values()):
+        t = rng.choice([t for t, e in done.items() if e < EPOCHS])
+        done[t] += 1
+        out.append((t, done[t], {"val_acc": level[t] * (0.5 + done[t] / 20) + rng.gauss(0, 0.02),
+                                 "flops": flops[t]}))
+    return out
+
+
+def decisions(scheduler, reports, stopped=None):
+    """Feed `reports` (skipping trials once stopped); the (trial, epochs) of each stop."""
+    stopped = set() if stopped is None else stopped
+    out = []
+    for t, e, m in reports:
+        if t not in stopped and scheduler.report(t, e, m):
+            stopped.add(t)
+            out.append((t, e))
+    return out
+
+
+@pytest.mark.parametrize("objective", [ONE, TWO], ids=["one", "two"])
+@pytest.mark.parametrize("name", ACTIVE)
+def test_same_seed_same_decisions_and_they_stop_someone(name, objective):
+    reports = stream(1)
+    first, second = decisions(make(name, objective, seed=5), reports), decisions(make(name, objective, seed=5), reports)
+    assert first == second
+    assert [(t, e) for t, e in first if e < EPOCHS]  # some trial stopped before the end
+
+
+@pytest.mark.parametrize("name", ACTIVE)
+def test_state_round_trip_continues_with_the_same_decisions(name):
+    reports = stream(2)
+    whole = decisions(make(name, TWO), reports)
+    scheduler, stopped = make(name, TWO), set()
+    head = decisions(scheduler, reports[:60], stopped)
+    restored = make(name, TWO)
+    restored.load_state_dict(json.loads(json.dumps(scheduler.state_dict())))
+    assert json.dumps(restored.state_dict(), sort_keys=True) == json.dumps(scheduler.state_dict(), sort_keys=True)
+    assert head + decisions(restored, reports[60:], stopped) == whole
+
+
+@pytest.mark.parametrize("objective", [ONE, TWO], ids=["one", "two"])
+@pytest.mark.parametrize("name", ACTIVE)
+def test_trial_dominated_at_every_rung_stops_at_its_first(name, objective):
+    scheduler = make(name, objective, seed=3)
+    for t in range(24):  # good trials, all trained to the end
+        for e in range(1, EPOCHS + 1):
+            scheduler.report(t, e, {"val_acc": 0.5 + 0.01 * t + 0.01 * e, "flops": 1.0})
+    for bad in range(24, 34):
+        first = scheduler.milestones(bad)
+        stops = [e for e in range(1, EPOCHS + 1) if scheduler.report(bad, e, {"val_acc": 0.1, "flops": 5.0})]
+        assert stops[0] == (first[0] if first else EPOCHS)
+
+
+@pytest.mark.parametrize("objective", [ONE, TWO], ids=["one", "two"])
+@pytest.mark.parametrize("name", ACTIVE)
+def test_best_trial_is_never_stopped(name, objective):
+    scheduler, reports = make(name, objective), stream(4)
+    decisions(scheduler, reports)
+    top = max(m["val_acc"] for _, _, m in reports)
+    assert not any(scheduler.report(99, e, {"val_acc": top + e, "flops": 0.5}) for e in range(1, EPOCHS))
+
+
+def test_multi_objective_point_keeps_a_cheap_but_less_accurate_trial():
+    """At its rung, a trial behind in val_acc but ahead in flops is in the first front: ASHA keeps it."""
+    scheduler = make("asha", TWO, reduction_factor=2)
+    for t in range(4):
+        assert not scheduler.report(t, 1, {"val_acc": 0.9, "flops": 10.0})
+    assert not scheduler.report(4, 1, {"val_acc": 0.5, "flops": 1.0})
+    assert scheduler.report(5, 1, {"val_acc": 0.5, "flops": 20.0})  # dominated by four of six
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"grace_period": 10}, "scheduler.grace_period=10 exceeds scheduler.max_epochs=9"),
+    ({"reduction_factor": 1}, "scheduler.reduction_factor must be > 1"),
+    ({"max_epochs": 12}, "scheduler.max_epochs=12 exceeds train.epochs=9"),
+    ({"metrics": ["test_acc"]}, "'test_acc' is not an objective"),
+    ({"brackets": 2}, "unknown config key scheduler.brackets"),
+])
+def test_bad_options_are_one_line_config_errors(options, words):
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("(", r"\(")):
+        make("asha", **options)
+
+
+def search_config(budget=10, scheduler=None, objective=None, epochs=EPOCHS, **sections):
+    return resolve([{"space": {"name": "curves"}, "strategy": {"name": "random"},
+                     "search": {"budget": budget, "seed": 7}, "train": {"epochs": epochs},
+                     "scheduler": {"name": "asha"} if scheduler is None else scheduler, **({"objective": objective} if objective else {}),
+                     **sections}])
+
+
+def check_stopped(recs, epochs=EPOCHS):
+    """Stopped trials are ok with their last epoch's metrics (cheap ones merged in); the others trained fully."""
+    stopped = [r for r in recs if r["metrics"].get("stopped_early")]
+    for r in recs:
+        m, x = r["metrics"], r["arch"]["x"]
+        assert r["status"] == "ok" and m["cost"] == x % 4
+        if r in stopped:
+            assert m["epochs"] < epochs and "test_acc" not in m
+            assert m["val_acc"] == curve(x, int(m["epochs"]) - 1, epochs)
+        else:
+            assert m["epochs"] == epochs and m["test_acc"] == x / 16
+    return stopped
+
+
+def records(run):
+    return [json.loads(line) for line in (Path(run) / "trials.jsonl").read_text().splitlines()]
+
+
+def test_local_asha_stops_weak_trials_and_logs_their_curves(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Search(search_config(), tmp_path / "run", progress=False).run()
+    recs = records(tmp_path / "run")
+    stopped = check_stopped(recs)
+    assert 0 < len(stopped) < len(recs)
+    best = max(recs, key=lambda r: r["arch"]["x"])
+    assert best not in stopped
+    trial = stopped[0]["trial"]
+    curve_run = EventAccumulator(str(tmp_path / "run" / "tb" / f"trial-{trial:04d}" / "epochs")).Reload()
+    steps = [e.step for e in curve_run.Scalars("trial/val_acc")]
+    assert steps == list(range(1, int(stopped[0]["metrics"]["epochs"]) + 1))
+    top = EventAccumulator(str(tmp_path / "run" / "tb")).Reload()
+    assert top.Scalars("search/stopped_early")[-1].value == len(stopped)
+
+
+def test_without_a_scheduler_every_trial_trains_to_the_end(tmp_path):
+    recs = Search(search_config(scheduler={"name": "none"}), None, progress=False).run()
+    assert all("stopped_early" not in r.metrics and "epochs" not in r.metrics for r in recs)
+
+
+def test_local_multi_objective_stopping_keeps_the_pareto_front(tmp_path):
+    objective = {"maximize": ["val_acc"], "minimize": ["cost"]}
+    recs = [r.to_record() for r in Search(search_config(budget=14, objective=objective,
+                                                        scheduler={"name": "asha", "reduction_factor": 2}),
+                                          None, progress=False).run()]
+    stopped = check_stopped(recs)
+    assert stopped
+    for r in stopped:  # each stopped trial is behind a kept one in both val_acc (at full training) and cost
+        x = r["arch"]["x"]
+        assert any(o["arch"]["x"] > x and o["metrics"]["cost"] <= x % 4 for o in recs if o not in stopped)
+
+
+def test_old_execution_keys_are_read_as_the_scheduler_section(caplog):
+    with caplog.at_level(logging.WARNING, logger="sparsenas"):
+        config = search_config(scheduler={}, execution={"scheduler": "asha", "asha_grace_period": 2,
+                                                        "asha_reduction_factor": 4})
+        search_config(scheduler={}, execution={"scheduler": "asha"})
+    assert config["scheduler"] == {"name": "asha", "max_epochs": None, "metrics": None, "grace_period": 2,
+                                   "reduction_factor": 4.0}
+    assert "scheduler" not in config["execution"]
+    assert search_config(scheduler={}, execution={"scheduler": "fifo"})["scheduler"]["name"] == "none"
+    assert sum("execution.scheduler is deprecated" in r.message for r in caplog.records) <= 1
+
+
+@pytest.mark.parametrize("sets, words", [
+    (["scheduler.name=asha", "scheduler.grace_period=3"], "scheduler.grace_period=3 exceeds"),
+    (["scheduler.name=hyperband", "scheduler.reduction_factor=1"], "scheduler.reduction_factor must be > 1"),
+    (["scheduler.name=asha", "objective.maximize=[test_acc]"], "'test_acc' is not reported per epoch"),
+    (["scheduler.name=fastest"], "unknown scheduler 'fastest'"),
+    (["execution.scheduler=pbt"], "execution.scheduler must be fifo or asha"),
+])
+def test_bad_settings_exit_2_with_one_line_before_writing(runs, capsys, sets, words):
+    code = cli("search", "--space", "dass", "--strategy", "random", *FAST, "--set", "train.epochs=2",
+               *[a for s in sets for a in ("--set", s)], "--runs-dir", runs, "--name", "bad")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and words in err and len(err.splitlines()) == 1
+    assert not (runs / "bad").exists()
+
+
+def test_kill_9_and_resume_keep_every_trial_once_and_the_rungs(runs):
+    budget, env = 10, {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    common = ["--allow-import", "scheduler_plugin", "search", "--space", "curves", "--strategy", "random",
+              "--set", "space.sleep_s=0.03", "--set", f"train.epochs={EPOCHS}", "--set", "scheduler.name=asha",
+              "--budget", budget, "--seed", 2, "--runs-dir", runs, "--quiet"]
+    subprocess.run(cli_subprocess_cmd(*common, "--name", "clean"), env=env, check=True, capture_output=True)
+    checkpoint, rng, kills = runs / "killed" / "state" / "checkpoint.json", np.random.default_rng(0), 0
+    cmd = cli_subprocess_cmd(*common, "--name", "killed")
+    for _ in range(3):  # kill at a random moment once this process checkpointed (it is searching), then resume
+        start = time.time()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None and time.time() - start < 60 and (
+                not checkpoint.exists() or checkpoint.stat().st_mtime < start):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.5))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        cmd = cli_subprocess_cmd("--allow-import", "scheduler_plugin", "search", "--resume", "--name", "killed",
+                                 "--runs-dir", runs, "--quiet")
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
+    assert kills >= 2
+    got, clean = records(runs / "killed"), records(runs / "clean")
+    assert sorted(r["trial"] for r in got) == list(range(budget))
+    strip = lambda r: (r["trial"], r["arch_id"], r["status"], r["metrics"])  # noqa: E731
+    assert sorted(map(strip, got)) == sorted(map(strip, clean))
+    state = [json.loads((runs / n / "state" / "checkpoint.json").read_text())["state"]["scheduler"]
+             for n in ("killed", "clean")]
+    assert state[0] == state[1] and any(state[0]["rungs"].values())
