@@ -7,7 +7,8 @@ which prints the `RESULT k=v …` line and, with `--json PATH`, writes
     {"name", "argv", "rows": [{...}, ...], "summary": {k: number}, "markdown": str, "figures": [...], "extra": {...}}
 atomically. `rows` are the per-seed measurements, `summary` the numbers of the RESULT line, `markdown` the
 script's own section of RESULTS.md (tables from `markdown_table`, and a verdict worded from the numbers —
-never typed by hand), `figures` the PNGs it wrote with `figure_path(args, "suffix")` (next to the JSON).
+never typed by hand), `figures` the file names of the PNGs it wrote with `figure_path(args, "suffix")` (next to the JSON, so a record
+renders in any checkout).
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def finish(args: argparse.Namespace, name: str, rows: list[dict], summary: dict[
     """Print the RESULT line from `summary` and write the JSON record when `--json` was given."""
     if getattr(args, "json", None):
         write_json(args.json, {"name": name, "argv": sys.argv[1:], "rows": rows, "summary": summary,
-                               "markdown": markdown, "figures": [str(f) for f in figures if f],
+                               "markdown": markdown, "figures": [Path(f).name for f in figures if f],
                                "extra": extra or {}})
     print("RESULT " + " ".join(f"{k}={fmt(v)}" for k, v in summary.items()), flush=True)
 

@@ -101,14 +101,15 @@ _IMAGE = re.compile(r"!\[([^\]]*)\]\((?![a-z]+:|/)([^)\s]+)\)")  # a figure link
 
 
 def _relative(path: str | Path) -> str:
-    p = Path(path)
-    return str((p if p.is_absolute() else ROOT / "benchmarks" / p).resolve().relative_to(ROOT))
+    """A record's figure as a link from the repository root: figures live beside their record in docs/results/
+    (older records name them by an absolute path of the checkout that ran them: only the name is kept)."""
+    return str((OUT / Path(path).name).relative_to(ROOT))
 
 
-def section(e: Experiment) -> str:
+def section(number: int, e: Experiment) -> str:
     """The RESULTS.md section of one experiment, from its record, status and log."""
     status_file, record_file = OUT / f"{e.name}.status.json", OUT / f"{e.name}.json"
-    head = f"## {e.issue_item}. {e.title}\n\n"
+    head = f"## {number}. {e.title}\n\n"
     if not status_file.exists():
         return head + "_Not run yet: `python benchmarks/run_all.py --only " + e.name + "`._\n"
     status = json.loads(status_file.read_text())
@@ -150,7 +151,7 @@ def render() -> None:
            f"{full['finished']}"] if (full := _last_full_run()) else []),
         "",
     ]
-    RESULTS.write_text("\n".join(header) + "\n" + "\n".join(section(e) for e in EXPERIMENTS))
+    RESULTS.write_text("\n".join(header) + "\n" + "\n".join(section(i, e) for i, e in enumerate(EXPERIMENTS, 1)))
     print(f"[run_all] wrote {RESULTS.relative_to(ROOT)}", flush=True)
 
 

@@ -24,6 +24,7 @@ def test_every_experiment_is_a_script_with_a_json_record(experiment):
 
 
 def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
+    """Also when a record names its figure by another checkout's absolute path (as older records do)."""
     out = tmp_path / "docs" / "results"
     out.mkdir(parents=True)
     monkeypatch.setattr(run_all, "ROOT", tmp_path)
@@ -32,7 +33,7 @@ def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
     figure = out / "dass_curve.png"
     figure.write_bytes(b"png")
     (out / "dass.json").write_text(json.dumps({"summary": {"dass_90": 0.8123}, "markdown": "| a |\n|---|\n| 1 |",
-                                               "figures": [str(figure)]}))
+                                               "figures": ["/elsewhere/checkout/docs/results/dass_curve.png"]}))
     (out / "nb201.json").write_text(json.dumps({"summary": {}, "markdown": "see ![curve](nb201_c10.png)",
                                                 "figures": [str(out / "nb201_c10.png")]}))
     (out / "nb201.status.json").write_text(json.dumps({"rc": 0, "seconds": 1.0, "command": "x", "finished": "now"}))
@@ -49,6 +50,8 @@ def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
     nb201 = text.split("NAS-Bench-201")[1]
     assert nb201.count("nb201_c10.png") == 1 and "![curve](docs/results/nb201_c10.png)" in nb201
     assert "Not run yet" in text.split("Latency predictor")[1] and "failed: tas" in text
+    numbers = [line.split(".")[0] for line in text.splitlines() if line.startswith("## ")]
+    assert numbers == [f"## {i}" for i in range(1, len(run_all.EXPERIMENTS) + 1)]  # one number per section
 
 
 def test_layerwise_search_runs_with_tiny_settings(tmp_path):
