@@ -109,7 +109,10 @@ def _add_latency(sub) -> None:
     fit.add_argument("--table", required=True, metavar="FILE.csv", help="CSV with an arch and a latency column")
     fit.add_argument("--arch-column", required=True, help="column of archs (JSON objects; nb201: arch strings)")
     fit.add_argument("--latency-column", required=True, help="column of measured latencies in ms")
-    fit.add_argument("--model", default="auto", choices=("auto", "ridge", "forest"), help="regressor (default auto)")
+    fit.add_argument("--model", default="auto", choices=("auto", "ridge", "gbm", "forest", "scale"),
+                     help="regressor (default auto: chosen by cross-validation; scale needs --prior)")
+    fit.add_argument("--prior", metavar="PREDICTOR", help="a reference predictor (a learned P.json or a lut table) "
+                                                          "whose prediction the fit corrects: few-shot transfer")
     fit.add_argument("--out", required=True, metavar="P.json", help="predictor file to write")
     pred = cmds.add_parser("predict", help="predict latencies of the archs of a CSV with a learned predictor",
                            description="Write OUT.csv: the input columns plus predicted_ms.")

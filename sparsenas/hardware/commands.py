@@ -13,7 +13,7 @@ from ..schema import schema_of, validate_section
 from ..space import SPACES, SearchSpace
 from ..tables import read_table
 from .base import Target, model_io
-from .learned import LearnedLatency, parse_arch
+from .learned import LearnedLatency, Prior, parse_arch
 from .lut import describe_noise, profile, table_path
 
 
@@ -63,7 +63,7 @@ def cmd_profile(args) -> int:
 
 def cmd_fit(args) -> int:
     output_file(args.out, "--out")
-    space, _ = space_and_data(args.space, args.overrides)
+    space, data = space_and_data(args.space, args.overrides)
     _, rows = read_table(args.table, [args.arch_column, args.latency_column])
     archs = _archs(space, args.table, rows, args.arch_column)
     latencies = []
@@ -76,9 +76,12 @@ def cmd_fit(args) -> int:
             raise ConfigError(f"{args.table} line {n}: {args.latency_column}={row[args.latency_column]!r} "
                               "is not a latency in ms (> 0)")
         latencies.append(value)
-    predictor = LearnedLatency(space, archs, latencies, args.model)
+    io = model_io(space, data) if hasattr(space, "build") else None
+    prior = Prior.load(args.prior, space) if args.prior else None
+    predictor = LearnedLatency(space, archs, latencies, args.model, io=io, prior=prior)
     predictor.save(args.out)
-    print(f"learned latency predictor ({predictor.model}, {len(archs)} samples, space {space.name}) "
+    print(f"learned latency predictor ({predictor.model} on {predictor.view} features"
+          f"{', prior ' + args.prior if args.prior else ''}, {len(archs)} samples, space {space.name}) "
           f"written to {args.out}")
     return 0
 

@@ -31,11 +31,11 @@ class KernelCall:
     call: tuple[Callable, tuple, dict] | None = field(default=None, repr=False)
 
 
-def _tensors(obj) -> list[torch.Tensor]:
+def tensors_of(obj) -> list[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _tensors(o)]
+        return [t for o in obj for t in tensors_of(o)]
     return []
 
 
@@ -58,16 +58,16 @@ def _sig(obj) -> str:
     return type(obj).__name__
 
 
-def _op_name(func) -> str:
+def op_name(func) -> str:
     name = getattr(func, "__name__", None) or type(func).__name__
     return name.strip("_") or name
 
 
-def _features(op: str, args: tuple, kwargs: dict, out) -> tuple[float, ...]:
-    ins = _tensors(list(args) + list(kwargs.values()))
+def call_features(op: str, args: tuple, kwargs: dict, out) -> tuple[float, ...]:
+    ins = tensors_of(list(args) + list(kwargs.values()))
     in_elems = sum(t.numel() for t in ins if t.layout == torch.strided)
     nnz = sum(_nnz(t) for t in ins)
-    out_elems = sum(t.numel() for t in _tensors(out) if t.layout == torch.strided)
+    out_elems = sum(t.numel() for t in tensors_of(out) if t.layout == torch.strided)
     macs, kernel, stride, groups = 0, 0, 0, 0
     if op == "conv2d" and len(ins) >= 2:
         w = ins[1]
@@ -104,9 +104,9 @@ class _Tracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        op = _op_name(func)
+        op = op_name(func)
         signature = f"{op}({_sig(args)}{_sig(sorted(kwargs.items()))})"
-        self.calls.append(KernelCall(op, signature, _features(op, args, kwargs, out), self.layer,
+        self.calls.append(KernelCall(op, signature, call_features(op, args, kwargs, out), self.layer,
                                      (func, args, kwargs) if self.keep else None))
         return out
 
@@ -161,4 +161,5 @@ def log_features(features) -> list[float]:
     return [math.log1p(max(0.0, float(v))) for v in features]
 
 
-__all__ = ["FEATURES", "KernelCall", "Trace", "log_features", "replay_ms", "replay_timings", "trace"]
+__all__ = ["FEATURES", "KernelCall", "Trace", "call_features", "log_features", "op_name", "tensors_of", "replay_ms", "replay_timings",
+           "trace"]
