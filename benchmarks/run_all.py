@@ -140,9 +140,11 @@ def render() -> None:
     header = [
         "# Results",
         "",
-        "Written by `python benchmarks/run_all.py` from the records its benchmark scripts left in docs/results/ — "
-        "no number here is typed by hand. Small scale, on a CPU: each section says what was scaled down from "
-        "the paper and whether the paper's claim holds here.",
+        "Written by `python benchmarks/run_all.py` from the records its benchmark scripts left in docs/results/: "
+        "every measured number comes from a script's output. Figures quoted from papers for comparison (the NB201 "
+        "paper's Table 5 column, nn-Meter's accuracy) are typed in the scripts and named with their source. Small "
+        "scale, on a CPU: each section says what was scaled down from the paper and whether the paper's claim "
+        "holds here.",
         "",
         f"- Machine: {machine()}",
         f"- Experiments run: {len(statuses)} of {len(EXPERIMENTS)}, {total:.0f} min of script time in all"
