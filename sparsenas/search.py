@@ -169,8 +169,8 @@ class Search:
         """Finish the budget. The run directory is locked for the whole search; with `resume` False a run that
         already exists there is refused."""
         # the executor first: a Ray cluster that cannot be reached is refused before anything is written
-        executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"],
-                                     scheduler=self.scheduler)
+        scheduled = {"scheduler": self.scheduler} if self.scheduler.active else {}  # plug-ins may predate it
+        executor = self.executor_cls(self.space, self.objective, self.context, self.config["execution"], **scheduled)
         try:
             with self.rundir.writing(resume):
                 return self._run(executor)

@@ -134,8 +134,8 @@ class _Attempt:
 
 
 class RayExecutor(Executor):
-    def __init__(self, space, objective, context, execution):
-        super().__init__(space, objective, context, execution)
+    def __init__(self, space, objective, context, execution, scheduler=None):
+        super().__init__(space, objective, context, execution, scheduler)
         self.retries = execution["retries"]
         self.kill_timeout_s = execution["kill_timeout_s"]
         if self.kill_timeout_s is None and context.time_limit_s is not None:
