@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.sparse import to_sparse_semi_structured
 
 from .assemble import build_space, resolve
 from .config import check_device
@@ -22,7 +21,8 @@ from .data import load_data
 from .errors import ConfigError
 from .objective import Objective
 from .ops.accounting import count_layers
-from .ops.deploy import max_abs_diff, semi_structured_ok, to_deployable
+from .ops.deploy import REBUILT_AT_LOAD, max_abs_diff, portable, replace_module, to_deployable
+from .ops.planner import KERNELS
 from .paths import output_dir
 from .rundir import RunDir
 from .space import Arch
@@ -55,11 +55,6 @@ def _build(config: dict, arch, seed: int, input_shape, num_classes: int) -> nn.M
     return space.build(arch, tuple(input_shape), num_classes)
 
 
-def _portable(plan: dict) -> dict:
-    """The plan as saved: N:M layers are stored dense and converted at load time where the device allows."""
-    return {n: {**e, "action": "dense" if e["action"] == "nm" else e["action"]} for n, e in plan.items()}
-
-
 def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None = None, csr: str = "auto",
                device: str = "cpu", log=print) -> dict:
     """Retrain the chosen trial's architecture and write the deployable module; returns export.json's dict.
@@ -87,9 +82,10 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
     diff = max_abs_diff(model, deployable, example)
     if not diff < 1e-4:
         raise RuntimeError(f"exported model differs from the masked model by {diff:.3g} (> 1e-4)")
-    portable, _ = to_deployable(model, plan=_portable(plan))
+    saved, _ = to_deployable(model, plan=portable(plan))
+    saved.load_state_dict(_dense_state(deployable, plan))
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(portable.cpu().state_dict(), out / "model.pt")
+    torch.save(saved.cpu().state_dict(), out / "model.pt")
     layers = [row.as_dict() for row in count_layers(model.cpu(), data.input_shape)]
     info = {"run_dir": str(run_dir), "trial": record.trial, "seed": record.seed, "arch": dict(record.arch),
             "label": record.label, "metrics": metrics, "max_abs_diff": diff, "input_shape": list(data.input_shape),
@@ -106,19 +102,33 @@ def load_exported(out, device: str = "cpu") -> nn.Module:
     except (OSError, ValueError):
         raise ConfigError(f"{out} is not a sparsenas export (no readable export.json)") from None
     model = _build(info["config"], Arch(info["arch"]), info["seed"], info["input_shape"], info["num_classes"])
-    deployable, _ = to_deployable(model, plan=_portable(info["plan"]))
+    deployable, _ = to_deployable(model, plan=portable(info["plan"]))
     deployable.load_state_dict(torch.load(out / "model.pt", weights_only=True, map_location="cpu"))
     deployable = deployable.to(device).eval()
-    if semi_structured_ok(device) is None:
-        for name, entry in info["plan"].items():
-            if entry["action"] == "nm":
-                layer = deployable.get_submodule(name)
-                layer.weight = nn.Parameter(to_sparse_semi_structured(layer.weight.detach()), requires_grad=False)
+    for name, entry in info["plan"].items():  # kernels saved dense: converted where they exist on this device
+        kernel = KERNELS.get(entry["action"]) if entry["action"] in REBUILT_AT_LOAD else None
+        if kernel is not None and kernel.exists(deployable.get_submodule(name), device) is None:
+            deployable = replace_module(deployable, name, kernel.build(deployable.get_submodule(name)))
     return deployable
 
 
-def format_plan(plan: dict) -> str:
-    rows = [f"{'layer':<40} {'mask':<10} {'sparsity':>8}  action   note"]
+def _dense_state(deployable: nn.Module, plan: dict) -> dict:
+    """The state dict of `deployable` with the weights of REBUILT_AT_LOAD kernels as dense tensors."""
+    state = deployable.state_dict()
     for name, e in plan.items():
-        rows.append(f"{name[-40:]:<40} {e['mask']:<10} {e['sparsity']:>8.3f}  {e['action']:<8} {e.get('note', '')}")
+        if e["action"] in REBUILT_AT_LOAD:
+            key = f"{name}.weight" if name else "weight"
+            state[key] = state[key].to_dense()
+    return state
+
+
+
+def format_plan(plan: dict) -> str:
+    """One row per module: mask, sparsity, kernel, channels kept (in → out) where they changed, note."""
+    rows = [f"{'layer':<40} {'mask':<10} {'sparsity':>8}  {'action':<8} {'channels':<12} note"]
+    for name, e in plan.items():
+        sparsity = f"{e['sparsity']:>8.3f}" if "sparsity" in e else f"{'':>8}"
+        channels = f"{len(e['kept_in'])}→{len(e['kept_out'])}" if "kept_in" in e else ""
+        rows.append(f"{name[-40:]:<40} {e.get('mask', '-'):<10} {sparsity}  {e['action']:<8} {channels:<12} "
+                    f"{e.get('note', '')}")
     return "\n".join(rows)

@@ -8,7 +8,7 @@ from torch import nn
 
 from conftest import cli
 from sparsenas.export import load_exported
-from sparsenas.ops.deploy import ChannelSlice, CSRLinear, to_deployable
+from sparsenas.ops.deploy import ChannelSlice, CSRLinear, fits_2_4, to_deployable
 from sparsenas.ops import SparseConv2d, SparseLinear
 
 
@@ -33,22 +33,24 @@ def test_exported_outputs_match_masked_model(csr):
     diff = (dep(x) - model(x)).abs().max().item()
     assert diff < 1e-4
     actions = {name: e["action"] for name, e in plan.items()}
-    assert actions["0"] == "dense" and actions["3"] == "channel" and actions["5"] == "dense"
-    assert actions["9"] == "dense" and "kept dense" in plan["9"]["note"]
-    assert actions["11"] == "channel"
+    assert actions["0"] == actions["3"] == actions["5"] == actions["9"] == "dense"  # no 2:4 kernel on the CPU
     if csr == "always":
         assert actions["7"] == actions["13"] == "csr" and isinstance(dep[7], CSRLinear)
     if csr == "never":
         assert "csr" not in actions.values()
-    assert isinstance(dep[3], ChannelSlice) and dep[3].inner.out_channels == 4
-    assert isinstance(dep[11], ChannelSlice) and dep[11].inner.out_features == round(0.4 * 16)
+    # channel masks: the producer and its consumers shrink, through ReLU, a depthwise conv and a flatten
+    assert dep[3].out_channels == 4 and len(plan["3"]["kept_out"]) == 4
+    assert dep[5].in_channels == dep[5].out_channels == dep[5].groups == 4
+    assert dep[7].in_features == 4 * 16 and plan["7"]["kept_in"][:16] == list(range(plan["3"]["kept_out"][0] * 16,
+                                                                                      plan["3"]["kept_out"][0] * 16 + 16))
+    assert dep[11].out_features == round(0.4 * 16) and dep[13].in_features == round(0.4 * 16)
     assert not any(n.endswith("scores") or "mask_buf" in n for n in dep.state_dict())
 
 
 def test_saved_weights_load_weights_only_and_rebuild(tmp_path):
     model = _mixed_net().eval()
     x = torch.randn(8, 2, 4, 4)
-    dep, plan = to_deployable(model, csr="always")
+    dep, plan = to_deployable(model, x, csr="always")
     torch.save(dep.state_dict(), tmp_path / "model.pt")
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     fresh, _ = to_deployable(_other_seed_net(), plan=plan)  # different weights and CSR sizes
@@ -121,21 +123,22 @@ def test_a_bare_sparse_layer_is_exported_too():
     assert int(dep.values.numel()) == layer.k
 
 
-def test_channel_slice_on_sequence_input():
+def test_channel_slice_without_example_or_on_sequence_input():
     torch.manual_seed(0)
     layer = SparseLinear(8, 6, keep=0.5, mask_mode="channel").eval()
-    dep, _ = to_deployable(layer)
     x = torch.randn(2, 5, 8)
-    assert isinstance(dep, ChannelSlice) and (dep(x) - layer(x)).abs().max().item() < 1e-6
+    for example in (None, x):  # no input to trace; a 3-D input the channel analysis does not handle
+        dep, plan = to_deployable(layer, example)
+        assert isinstance(dep, ChannelSlice) and (dep(x) - layer(x)).abs().max().item() < 1e-6
+        assert plan[""]["action"] == "channel" and plan[""]["note"]
 
 
-def test_nm_stays_dense_off_cuda_and_says_why():
-    from sparsenas.ops.deploy import _fits_2_4
-
+def test_nm_stays_dense_off_cuda():
     torch.manual_seed(0)
     lin = SparseLinear(16, 4, mask_mode="1:4")
     _, plan = to_deployable(lin, device="cpu")
-    assert plan[""]["action"] == "dense" and "CUDA" in plan[""]["note"]
-    assert _fits_2_4(lin, lin.effective_weight()) is None
-    wide = SparseLinear(16, 4, mask_mode="3:4")
-    assert "not a 2:4 pattern" in _fits_2_4(wide, wide.effective_weight())
+    assert plan[""]["action"] == "dense"
+    plain, _ = to_deployable(lin, plan={"": {"action": "dense"}})
+    assert fits_2_4(plain) is None
+    wide, _ = to_deployable(SparseLinear(16, 4, mask_mode="3:4"), plan={"": {"action": "dense"}})
+    assert "not a 2:4 pattern" in fits_2_4(wide)

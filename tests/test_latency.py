@@ -134,11 +134,11 @@ def test_exported_pricing_takes_csr_only_where_it_is_cheaper():
     arch = space.sample(np.random.default_rng(0))
     linear_only = lambda calls: [1.0 if c.op == "linear" else 0.0 for c in calls]  # noqa: E731
     calls, _, _, plan = traced_kernels(model(space, arch), IO.input_shape, Target(), linear_only)
-    assert plan == {"classifier": "csr"}
+    assert plan["classifier"] == "csr" and all(v == "dense" for k, v in plan.items() if k != "classifier")
     assert any(c.op == "matmul" and c.features[3] > 0 for c in calls) and not any(c.op == "linear" for c in calls)
     ones = lambda cs: [1.0] * len(cs)  # noqa: E731 — the CSR layer has more calls than the dense one
     calls, _, _, plan = traced_kernels(model(space, arch), IO.input_shape, Target(), ones)
-    assert plan == {"classifier": "dense"} and sum(c.op == "linear" for c in calls) == 1
+    assert "classifier" in plan and set(plan.values()) == {"dense"} and sum(c.op == "linear" for c in calls) == 1
     masked, _, _, plan = traced_kernels(model(space, arch), IO.input_shape, Target(mode="masked"), zeros)
     assert plan == {} and not any(c.features[3] for c in masked)  # masked dense = dense: no sparse kernel
 

@@ -1,96 +1,40 @@
 """Deploy: turn a masked model (dense weights ⊙ mask) into one that runs with real sparse execution.
 
-Per sparse layer (the `plan`, one entry per layer, saved with the weights by `sparsenas export`):
-  dense     keep 1, or an unstructured conv (unfold + CSR is slower than a dense conv on CPU), or an
-            unstructured linear where CSR is not faster: a plain nn.Linear / nn.Conv2d with W ⊙ mask baked in
-  csr       unstructured linear run as torch.sparse CSR (`CSRLinear`) when that is faster on the layer's
-            real input (timed, median of a few runs) — or always / never (`csr=`)
-  channel   whole-channel masks: a physically smaller dense layer over the kept output channels, its
-            output scattered into the full width (`ChannelSlice`; the consumer is not shrunk)
-  nm        N:M masks: `to_sparse_semi_structured` on a CUDA device of compute capability >= 8.0, else a
-            dense layer (the plan says why)
-The latency predictors (sparsenas.hardware) time exactly what `to_deployable` makes.
+`to_deployable(model, example)`:
+1. every sparse layer becomes a plain nn.Linear / nn.Conv2d with W ⊙ mask baked in;
+2. dependency-aware channel removal (`channel_graph`, `channel_removal`): every channel whose value does not
+   depend on the input (a masked filter, by any mask kind) is physically removed from its producer and from
+   every consumer — through BN, activations, pooling, depthwise convs, residual adds (a channel goes only if
+   static on every branch) and concatenations — its constant contribution folded into the consumer's bias.
+   Needs `example` (a torch.fx trace and one forward pass); where the model cannot be traced, or the trimmed
+   model does not reproduce the masked one on `example`, channel masks fall back to `ChannelSlice` (a
+   smaller producer scattered back to full width) and the plan says why;
+3. the planner (`planner`) picks each former sparse layer's kernel — dense, csr (linear, 1×1 conv), bsr, nm
+   (2:4, CUDA cc ≥ 8.0) — by timing the candidates on the layer's real input (`csr`: auto = timed, always =
+   CSR wherever it exists, never = no CSR).
+The plan: {module: entry}; a former sparse layer's entry has mask, shape, sparsity, action (the kernel),
+times_ms and note when timed, and kept_in / kept_out (channel indices) and static ("bias" | "map") when its
+channels changed; other modules whose channels changed (BN, plain convs) have action "slice". With `plan`,
+`to_deployable` rebuilds the same module structure without timing (for loading saved weights).
 """
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.sparse import to_sparse_semi_structured
 
 from ..errors import ConfigError
-from ..registry import Registry
+from .channel_graph import plan_removal
+from .channel_removal import StaticMap, apply_entries, remove_channels, replace_module
+from .planner import KERNELS, choose, fits_2_4, price, semi_structured_ok
 from .sparse import SparseMixin
-from .timing import median_ms
+from .sparse_kernels import ChannelSlice, CSRConv1x1, CSRLinear
 
 CSR_CHOICES = ("auto", "always", "never")
-
-
-def _csr(crow, col, values, shape):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
-
-
-class _Resizable(nn.Module):
-    """Buffers whose sizes depend on the trained weights take the size of the loaded state dict."""
-
-    _resizable: tuple[str, ...] = ()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in self._resizable:
-            if prefix + name in state_dict:
-                setattr(self, name, state_dict[prefix + name].detach().clone())
-        return super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-class CSRLinear(_Resizable):
-    """y = x Wᵀ + b with W stored as CSR (buffers crow_indices, col_indices, values)."""
-
-    _resizable = ("crow_indices", "col_indices", "values")
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-            csr = weight.detach().to_sparse_csr()
-        self.register_buffer("crow_indices", csr.crow_indices().clone())
-        self.register_buffer("col_indices", csr.col_indices().clone())
-        self.register_buffer("values", csr.values().clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = _csr(self.crow_indices, self.col_indices, self.values, (self.out_features, self.in_features))
-        flat = x.reshape(-1, self.in_features)
-        y = (w @ flat.t()).t()
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
-
-
-class ChannelSlice(nn.Module):
-    """A layer computed only for its kept output channels; the others output their bias (or 0)."""
-
-    def __init__(self, inner: nn.Module, kept: torch.Tensor, full_bias: torch.Tensor):
-        super().__init__()
-        self.inner = inner
-        self.dim = -1 if isinstance(inner, nn.Linear) else 1  # the channel dimension of the output
-        self.register_buffer("kept", kept.clone())
-        self.register_buffer("full_bias", full_bias.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.inner(x)
-        dim = self.dim % y.dim()
-        shape = list(y.shape)
-        shape[dim] = self.full_bias.numel()
-        view = [1] * len(shape)
-        view[dim] = -1
-        out = self.full_bias.view(view).expand(shape).contiguous()
-        return out.index_copy_(dim, self.kept, y)
+REBUILT_AT_LOAD = ("nm", "bsr")  # kernels whose weights are saved dense and converted when loaded
+__all__ = ["CSR_CHOICES", "CSRConv1x1", "CSRLinear", "ChannelSlice", "fits_2_4", "max_abs_diff", "portable",
+           "replace_module", "semi_structured_ok", "to_deployable"]
 
 
 def _plain(layer: SparseMixin, rows: torch.Tensor | None = None) -> nn.Module:
@@ -104,7 +48,7 @@ def _plain(layer: SparseMixin, rows: torch.Tensor | None = None) -> nn.Module:
     else:
         out = nn.Conv2d(w.shape[1] * layer.groups, w.shape[0], layer.kernel_size, layer.stride, layer.padding,
                         layer.dilation, layer.groups, bias=layer.bias is not None, padding_mode=layer.padding_mode)
-    out = out.to(device=w.device, dtype=w.dtype)
+    out = out.to(device=w.device, dtype=w.dtype).eval()
     with torch.no_grad():
         out.weight.copy_(w)
         if layer.bias is not None:
@@ -112,130 +56,128 @@ def _plain(layer: SparseMixin, rows: torch.Tensor | None = None) -> nn.Module:
     return out
 
 
-def semi_structured_ok(device: str) -> str | None:
-    """None if 2:4 semi-structured kernels can run on `device`, else the reason why not."""
-    if not str(device).startswith("cuda") or not torch.cuda.is_available():
-        return "semi-structured sparse kernels need a CUDA device; kept dense"
-    if torch.cuda.get_device_capability(torch.device(device)) < (8, 0):
-        return "semi-structured sparse kernels need CUDA compute capability >= 8.0; kept dense"
-    return None
-
-
-def _fits_2_4(layer: SparseMixin, w: torch.Tensor) -> str | None:
-    """None if `w` is a linear weight with at most 2 nonzeros in every 4 consecutive inputs, else why not."""
-    if not isinstance(layer, nn.Linear):
-        return "semi-structured kernels are for linear layers; kept dense"
-    if w.shape[1] % 4 or int((w.reshape(-1, 4) != 0).sum(-1).max()) > 2:
-        return f"{layer.mask_mode} is not a 2:4 pattern; kept dense"
-    return None
-
-
-# how each mask pattern is deployed: DEPLOY_RULES[pattern](layer, w, x, csr, device) -> (action, note)
-DEPLOY_RULES: Registry = Registry("mask pattern")
-# how each action builds the replacement: ACTIONS[action](layer, w) -> module
-ACTIONS: Registry = Registry("export action")
-
-
-@DEPLOY_RULES.register("unstructured")
-def _unstructured_rule(layer, w, x, csr, device):
-    if not isinstance(layer, nn.Linear):
-        return "dense", "unstructured conv: CSR conv is slower than dense on CPU"
-    if csr == "always":
-        return "csr", ""
-    if csr == "never" or x is None:
-        return "dense", ""
-    sparse = CSRLinear(w, layer.bias)
-    dense_ms, csr_ms = median_ms([lambda: F.linear(x, w, layer.bias), lambda: sparse(x)])
-    return "csr" if csr_ms < dense_ms else "dense", f"dense {dense_ms:.3f} ms, csr {csr_ms:.3f} ms"
-
-
-@DEPLOY_RULES.register("channel")
-def _channel_rule(layer, w, x, csr, device):
-    if getattr(layer, "groups", 1) != 1:
-        return "dense", "grouped conv: channel slicing would break its groups"
-    return "channel", ""
-
-
-@DEPLOY_RULES.register("nm")
-def _nm_rule(layer, w, x, csr, device):
-    why = semi_structured_ok(device) or _fits_2_4(layer, w)
-    return ("dense", why) if why else ("nm", "to_sparse_semi_structured")
-
-
-ACTIONS.register("dense")(lambda layer, w: _plain(layer))
-ACTIONS.register("csr")(lambda layer, w: CSRLinear(w, layer.bias))
-
-
-@ACTIONS.register("channel")
-def _channel_slice(layer, w):
+def _channel_slice(layer: SparseMixin) -> ChannelSlice:
     kept = layer.mask().detach().flatten(1).amax(1).nonzero().flatten()
+    w = layer.weight
     bias = layer.bias.detach() if layer.bias is not None else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
     return ChannelSlice(_plain(layer, kept), kept, bias)
 
 
-@ACTIONS.register("nm")
-def _semi_structured(layer, w):
-    plain = _plain(layer)
-    plain.weight = nn.Parameter(to_sparse_semi_structured(plain.weight.detach()), requires_grad=False)
-    return plain
+def _swap_kernel(root: nn.Module, name: str, kernel: str) -> nn.Module:
+    """Replace the plain layer at `name` (inside a StaticMap, if any) by `kernel`'s module; returns the root."""
+    m = root.get_submodule(name)
+    if isinstance(m, StaticMap):
+        m.inner = KERNELS.get(kernel).build(m.inner)
+        return root
+    return replace_module(root, name, KERNELS.get(kernel).build(m))
 
 
-def _convert(layer: SparseMixin, action: str | None, x: torch.Tensor | None, csr: str,
-             device: str) -> tuple[nn.Module, dict]:
-    """The deployable replacement of one layer and its plan entry. `action` None = decide now."""
+def _layer(root: nn.Module, name: str) -> nn.Module:
+    m = root.get_submodule(name)
+    return m.inner if isinstance(m, StaticMap) else m
+
+
+def _describe(layer: SparseMixin) -> dict:
     w = layer.effective_weight().detach()
-    entry = {"mask": layer.mask_mode, "shape": list(w.shape), "sparsity": 1.0 - int(torch.count_nonzero(w)) / w.numel()}
-    if action is None:
-        if layer.dense or entry["sparsity"] == 0:
-            action, note = "dense", ""
-        else:
-            action, note = DEPLOY_RULES.get(layer.mask_kind.pattern)(layer, w, x, csr, device)
-        if note:
-            entry["note"] = note
-    entry["action"] = action
+    return {"mask": layer.mask_mode, "shape": list(w.shape),
+            "sparsity": 1.0 - int(torch.count_nonzero(w)) / w.numel()}
+
+
+def _trim(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, dict[str, dict], str]:
+    """The baked `model` with its static channels removed, the entries, and "" — or the model unchanged, no
+    entries and why not."""
     try:
-        return ACTIONS.get(action)(layer, w), entry
-    except (RuntimeError, ValueError, TypeError) as e:  # e.g. a dtype the semi-structured kernels lack
-        if action != "nm":
-            raise
-        entry["action"], entry["note"] = "dense", f"to_sparse_semi_structured failed ({e}); kept dense"
-        return _plain(layer), entry
+        trimmed = copy.deepcopy(model)
+        entries = remove_channels(trimmed, plan_removal(trimmed, example))
+        diff = max_abs_diff(model, trimmed, example)
+    except Exception as e:  # noqa: BLE001 — any model: fx tracing and shape changes fail in many ways
+        return model, {}, f"channel removal failed ({type(e).__name__}: {str(e)[:120]})"
+    if not diff < 1e-4:
+        return model, {}, f"channel removal changed the outputs by {diff:.2g}"
+    return trimmed, entries, ""
 
 
-def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, module)
+def _inputs(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, torch.Tensor]:
+    inputs: dict[str, torch.Tensor] = {}
+
+    def capture(name):
+        def hook(module, inp, out):
+            inputs.setdefault(name, inp[0].detach())
+        return hook
+
+    hooks = [_layer(model, n).register_forward_hook(capture(n)) for n in names]
+    model(example)
+    for h in hooks:
+        h.remove()
+    return inputs
+
+
+def _pick(layer: nn.Module, x: torch.Tensor | None, csr: str, device: str) -> tuple[str, dict]:
+    """The kernel of one plain layer and the entry fields that say why."""
+    exists = {k: KERNELS.get(k).exists(layer, device) for k in ("csr", "nm")}
+    if csr == "always" and exists["csr"] is None:
+        return "csr", {}
+    if x is None or csr == "never" and exists["nm"] is not None:
+        return ("nm", {}) if exists["nm"] is None else ("dense", {})
+    times = price(layer, x, device, exclude=("csr",) if csr == "never" else ())
+    if len(times) == 1:
+        return "dense", {"note": "no sparse kernel for this layer here"}
+    kernel, margin = choose(times)
+    note = ", ".join(f"{k} {t.ms:.3f} ms" for k, t in times.items()) + f" (needs {margin:.0%} over dense)"
+    return kernel, {"times_ms": {k: round(t.ms, 5) for k, t in times.items()}, "note": note}
 
 
 @torch.no_grad()
 def to_deployable(model: nn.Module, example: torch.Tensor | None = None, csr: str = "auto", device: str = "cpu",
                   plan: dict[str, dict] | None = None) -> tuple[nn.Module, dict[str, dict]]:
-    """A copy of `model` (eval mode) with every sparse layer replaced by its deployable form, and the
-    plan {layer name: {action, mask, shape, sparsity, note}}. With `plan`, its actions are reused."""
+    """A copy of `model` (eval mode) that runs each sparse layer as planned, and the plan (module docstring)."""
     if csr not in CSR_CHOICES:
         raise ConfigError(f"csr must be one of {', '.join(CSR_CHOICES)}, got {csr!r}")
     model = copy.deepcopy(model).eval()
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, SparseMixin)}
-    inputs: dict[str, torch.Tensor] = {}
-    if example is not None and plan is None and csr == "auto":
-        def capture(name):
-            def hook(module, inp, out):
-                inputs.setdefault(name, inp[0].detach())
-            return hook
+    sparse = {n: m for n, m in model.named_modules() if isinstance(m, SparseMixin)}
+    if plan is not None:
+        return _rebuild(model, sparse, plan), plan
+    entries = {n: _describe(m) for n, m in sparse.items()}
+    for name, layer in sparse.items():
+        model = replace_module(model, name, _plain(layer))
+    sliced, why = {}, "no example input to trace"
+    if example is not None:
+        model, sliced, why = _trim(model, example)
+    inputs = _inputs(model, list(sparse), example) if example is not None and csr != "always" else {}
+    for name, layer in sparse.items():
+        entry = entries[name]
+        entry.update(sliced.pop(name, {}))
+        if layer.mask_kind.pattern == "channel" and why and not layer.dense and getattr(layer, "groups", 1) == 1:
+            entry.update(action="channel", note=why)
+            model = replace_module(model, name, _channel_slice(layer))
+            continue
+        if layer.dense or entry["sparsity"] == 0:
+            kernel, extra = "dense", {}
+        else:
+            kernel, extra = _pick(_layer(model, name), inputs.get(name), csr, device)
+        entry.update(action=kernel, **extra)
+        if kernel != "dense":
+            model = _swap_kernel(model, name, kernel)
+    entries.update({n: {"action": "slice", **e} for n, e in sliced.items()})
+    return model, entries
 
-        hooks = [m.register_forward_hook(capture(n)) for n, m in layers.items() if isinstance(m, nn.Linear)]
-        model(example)
-        for h in hooks:
-            h.remove()
-    new_plan = {}
-    for name, layer in layers.items():
-        action = plan[name]["action"] if plan is not None else None
-        module, new_plan[name] = _convert(layer, action, inputs.get(name), csr, device)
-        if name:
-            _set_module(model, name, module)
-        else:  # the model is itself one sparse layer
-            model = module
-    return model, new_plan
+
+def _rebuild(model: nn.Module, sparse: dict[str, SparseMixin], plan: dict[str, dict]) -> nn.Module:
+    """The module structure `plan` describes, with `model`'s (arbitrary) weights: for loading a state dict."""
+    for name, layer in sparse.items():
+        action = plan.get(name, {}).get("action", "dense")
+        model = replace_module(model, name, _channel_slice(layer) if action == "channel" else _plain(layer))
+    apply_entries(model, {n: e for n, e in plan.items() if "kept_in" in e})
+    for name in sparse:
+        action = plan.get(name, {}).get("action", "dense")
+        if action not in ("dense", "channel"):
+            model = _swap_kernel(model, name, action)
+    return model
+
+
+def portable(plan: dict[str, dict]) -> dict[str, dict]:
+    """The plan as saved: kernels whose sparse weights do not serialise (REBUILT_AT_LOAD) are stored dense."""
+    return {n: {**e, "action": "dense" if e["action"] in REBUILT_AT_LOAD else e["action"]} for n, e in plan.items()}
 
 
 def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:

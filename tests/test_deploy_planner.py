@@ -1,0 +1,75 @@
+"""The deploy planner: which kernels exist per layer and device, the noise-aware choice, and its use in export."""
+import pytest
+import torch
+from torch import nn
+
+from sparsenas.ops import SparseConv2d, SparseLinear
+from sparsenas.ops.deploy import CSRConv1x1, to_deployable
+from sparsenas.ops.planner import MIN_MARGIN, candidates, choose, price
+from sparsenas.ops.timing import Timing
+
+
+def _sparse_linear(out_f, in_f, keep, block=False):
+    torch.manual_seed(0)
+    lin = nn.Linear(in_f, out_f)
+    with torch.no_grad():
+        if block:  # whole 16×16 blocks zero
+            mask = (torch.rand(out_f // 16, in_f // 16) < keep).repeat_interleave(16, 0).repeat_interleave(16, 1)
+        else:
+            mask = torch.rand(out_f, in_f) < keep
+        lin.weight.mul_(mask)
+    return lin
+
+
+def test_candidates_follow_structure_and_device():
+    assert list(candidates(_sparse_linear(64, 64, 0.1))) == ["dense", "csr"]  # unstructured: no empty blocks
+    assert list(candidates(_sparse_linear(64, 64, 0.25, block=True))) == ["dense", "csr", "bsr"]
+    assert list(candidates(_sparse_linear(64, 64, 0.9))) == ["dense"]  # 10% sparse: nothing to gain
+    pointwise, k3 = nn.Conv2d(32, 32, 1), nn.Conv2d(32, 32, 3, padding=1)
+    for conv in (pointwise, k3):
+        conv.weight.data.mul_(torch.rand_like(conv.weight) < 0.1)
+    assert list(candidates(pointwise)) == ["dense", "csr"] and list(candidates(k3)) == ["dense"]
+    two_four = nn.Linear(16, 8)
+    two_four.weight.data.mul_(torch.tensor([1.0, 1.0, 0.0, 0.0]).repeat(8, 4))
+    assert "nm" not in candidates(two_four, "cpu")  # 2:4 kernels need CUDA cc >= 8.0: skipped, not required
+
+
+def _t(ms, noise=0.0):
+    return Timing(ms, ms, 0.0, noise, 15)
+
+
+def test_choice_keeps_dense_unless_faster_by_more_than_the_noise():
+    assert choose({"dense": _t(1.0), "csr": _t(0.97)})[0] == "dense"  # within MIN_MARGIN
+    assert choose({"dense": _t(1.0), "csr": _t(0.8)}) == ("csr", MIN_MARGIN)
+    assert choose({"dense": _t(1.0, noise=0.15), "csr": _t(0.8)})[0] == "dense"  # 20% is inside 2 × 15% noise
+    assert choose({"dense": _t(1.0), "csr": _t(0.6), "bsr": _t(0.4)})[0] == "bsr"
+
+
+def test_price_times_every_candidate_on_the_layer_input():
+    layer = _sparse_linear(64, 128, 0.25, block=True)
+    times = price(layer, torch.randn(8, 128), repeats=4)
+    assert set(times) == {"dense", "csr", "bsr"} and all(t.ms > 0 for t in times.values())
+
+
+def test_export_records_timed_choices_and_pointwise_csr_matches():
+    torch.manual_seed(0)
+    model = nn.Sequential(SparseConv2d(3, 32, 3, padding=1, keep=0.1, mask_mode="magnitude"), nn.ReLU(),
+                          SparseConv2d(32, 32, 1, keep=0.1, mask_mode="magnitude"), nn.ReLU(), nn.Flatten(),
+                          SparseLinear(32 * 16, 10, keep=0.1, mask_mode="magnitude")).eval()
+    x = torch.randn(4, 3, 4, 4)
+    dep, plan = to_deployable(model, x, csr="auto")
+    assert (dep(x) - model(x)).abs().max().item() < 1e-4
+    assert "times_ms" not in plan["0"] and plan["0"]["action"] == "dense"  # 3×3: no sparse kernel to time
+    for name in ("2", "5"):
+        assert set(plan[name]["times_ms"]) >= {"dense", "csr"} and plan[name]["action"] in plan[name]["times_ms"]
+    dep, plan = to_deployable(model, x, csr="always")
+    assert isinstance(dep[2], CSRConv1x1) and (dep(x) - model(x)).abs().max().item() < 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only")
+def test_semi_structured_is_a_candidate_on_ampere_or_newer():
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("needs compute capability >= 8.0")
+    lin = nn.Linear(128, 128).cuda().half()
+    lin.weight.data.mul_(torch.tensor([1.0, 1.0, 0.0, 0.0], device="cuda").repeat(128, 32).half())
+    assert "nm" in candidates(lin, "cuda")
