@@ -143,3 +143,22 @@ def test_fit_cli_with_a_prior(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "neither a learned predictor nor a lut table" in err and "\n" not in err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_lut_table_of_this_cpu_can_be_the_prior(tmp_path):
+    from sparsenas.hardware import Target
+    from sparsenas.hardware.lut import profile
+
+    table = profile(SPACE, Target(), IO, archs=2, calibration=0, warmup=0, repeats=1, log=lambda m: None)
+    table.save(tmp_path / "lut.json")
+    prior = Prior.load(tmp_path / "lut.json", SPACE)
+    few = sample(12, 7)
+    p = LearnedLatency(SPACE, few, [device_ms(a) for a in few], io=IO, prior=prior)
+    assert p.prior.kind == "lut" and p.matrix([p.rows[0]], few[:1])[0, 0] == pytest.approx(
+        prior.predictor.predict(few[0]))
+    p.save(tmp_path / "p.json")
+    assert LearnedLatency.load(tmp_path / "p.json").predict(few[0]) == pytest.approx(p.predict(few[0]), rel=1e-9)
+    with pytest.raises(Exception, match="not 'tas'|of space 'tas'"):
+        from sparsenas.spaces.tas import TasSpace
+
+        Prior.load(tmp_path / "lut.json", TasSpace(C=4, depth=8))

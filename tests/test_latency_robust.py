@@ -54,6 +54,10 @@ def test_interleaved_rounds_time_every_callable_alike(monkeypatch):
     assert (a.ms, b.ms) == pytest.approx((1.0, 2.0)) and a.repeats == b.repeats == 6
 
 
+def test_nothing_to_time_is_no_timings():  # a profiled arch whose kernels are all in the table already
+    assert timing.robust_ms([], warmup=3, repeats=5) == []
+
+
 def test_pinning_restores_the_affinity():
     import os
 

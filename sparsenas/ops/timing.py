@@ -97,6 +97,8 @@ def robust_ms(fns: Sequence[Callable[[], Any]], device: str = "cpu", warmup: int
     """A `Timing` of each callable (see the module docstring): interleaved rounds, warm-up until stable, at
     least `repeats` timed rounds and more (up to `max_repeats`, default 4·repeats) while noisier than
     `tolerance`; CUDA calls are synchronised."""
+    if not fns:
+        return []
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     max_repeats = max(repeats, max_repeats or 4 * repeats)
 
