@@ -20,12 +20,13 @@ Methods (registry SPARSE_TRAINING, config key `train.sparse_training`):
           masks) is rewound to its state at `rewind_fraction` of the first cycle; the LR schedule restarts each cycle (`lr_factor`).
           Simplified for one training budget: the R cycles share the configured epochs.
   hydra   HYDRA (Sehwag et al. 2020), the DASS discrete training of learned-score masks: the steps are split
-          by `hydra_phases` (default 2:1:2, the shape of HYDRA's 100/20/100 epochs) into pretrain — score layers
-          dense, weights train —, prune — scores re-initialised from the trained weights (scaled |W|, as the
-          DASS supernet) and trained to each layer's keep ratio with every other parameter frozen —, and
-          finetune — the mask fixed, weights train; one cosine LR decay per phase, momentum reset between
-          phases. Simplified for one budget: HYDRA runs the three phases as separate trainings. Masks that are
-          not learned (e.g. `mask_baseline: random`) stay fixed; a model without learned ones trains as static.
+          by `hydra_phases` (default 2:1:2, the shape of DASS's 100/50/100 search epochs; HYDRA's own
+          100/20/100 is 5:1:5) into pretrain — score layers dense, weights train —, prune — scores
+          re-initialised from the trained weights (scaled |W|, as the DASS supernet) and trained to each
+          layer's keep ratio with every other parameter frozen —, and finetune — the mask fixed, weights
+          train; one cosine LR decay per phase, momentum reset between phases. Simplified for one budget:
+          HYDRA runs the three phases as separate trainings. Masks that are not learned (e.g.
+          `mask_baseline: random`) stay fixed; a model without learned ones trains as static.
 SET, RigL and IMP need unstructured masks: layers with learned scores are frozen to their current mask
 (scores stop training); N:M and channel layers are refused with a ConfigError.
 """

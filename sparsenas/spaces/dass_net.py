@@ -18,10 +18,15 @@ CELL_TYPES = ("normal", "reduce")
 
 @dataclass(frozen=True)
 class Sparse:
-    """Makes the sparse layers of one cell at one keep ratio."""
+    """Makes the sparse layers of one cell at one keep ratio, and its norms (`affine: false` in the supernet, as
+    the search network of DARTS and DASS)."""
 
     keep: float
     mask_mode: str
+    affine: bool = True
+
+    def norm(self, c: int) -> nn.BatchNorm2d:
+        return nn.BatchNorm2d(c, affine=self.affine)
 
     def conv(self, c_in, c_out, kernel, stride=1, padding=0, dilation=1, groups=1) -> SparseConv2d:
         return SparseConv2d(c_in, c_out, kernel, stride, padding, dilation, groups, bias=False,
@@ -33,13 +38,13 @@ class Sparse:
 
 class ReLUConvBN(nn.Sequential):
     def __init__(self, sp: Sparse, c_in, c_out, kernel, stride, padding):
-        super().__init__(nn.ReLU(), sp.conv(c_in, c_out, kernel, stride, padding), nn.BatchNorm2d(c_out))
+        super().__init__(nn.ReLU(), sp.conv(c_in, c_out, kernel, stride, padding), sp.norm(c_out))
 
 
 class DilConv(nn.Sequential):
     def __init__(self, sp: Sparse, c_in, c_out, kernel, stride, padding, dilation):
         super().__init__(nn.ReLU(), sp.conv(c_in, c_in, kernel, stride, padding, dilation, groups=c_in),
-                         sp.conv(c_in, c_out, 1), nn.BatchNorm2d(c_out))
+                         sp.conv(c_in, c_out, 1), sp.norm(c_out))
 
 
 class SepConv(nn.Sequential):
@@ -56,7 +61,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU()
         self.a = sp.conv(c_in, c_out // 2, 1, 2)
         self.b = sp.conv(c_in, c_out - c_out // 2, 1, 2)
-        self.bn = nn.BatchNorm2d(c_out)
+        self.bn = sp.norm(c_out)
 
     def forward(self, x):
         x = self.relu(x)

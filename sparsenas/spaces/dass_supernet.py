@@ -7,7 +7,20 @@ every conv/linear a sparse layer. Three phases over `epochs`:
                 ratio (SGD lr 0.1, wd 1e-3); weights and α frozen;
   3. finetune — weights and α train with the mask fixed.
 α always steps on the validation loss of the *masked* network (the sparsity-aware objective); first-order
-by default, DARTS second-order (finite differences, r = 1e-2) with `second_order: true`.
+by default, DARTS second-order (finite differences, r = 1e-2) with `second_order: true`. As in the authors'
+search network, the BNs of the cells are not affine and pooling ops are followed by one (the stem's BN is affine).
+
+Differences from the authors' code (PRDARTS/train_search.py, pruning.py; their phases run 100/50/100 epochs):
+  - optimisers: theirs are three plain SGDs without momentum, weight decay 1e-3 (lr 0.025 pretrain, 0.1 prune,
+    0.025 finetune); their `--momentum 0.9` / `--weight_decay 3e-4` reach only the architect's unrolled step.
+    Here the weights' SGD has `momentum` 0.9 and `weight_decay` 3e-4, the scores' SGD momentum 0.9, wd 1e-3.
+  - lr schedule: theirs restarts a cosine in each phase (T = 100 epochs, to 0.001): pretrain and finetune decay
+    fully, prune runs 50 epochs of it (0.1 → ~0.05). Here one cosine `lr` → `lr_min` spans the pretrain and
+    finetune epochs together (finetune continues where pretrain stopped) and the score lr is constant.
+  - prune: theirs freezes the conv/linear weights and α but not BN (`freeze_bn` false), so the stem's affine BN
+    trains with the scores; here every parameter but the scores is frozen (running statistics update in both).
+  - α steps in pretrain and finetune only, as their default trainer (`smooth`, whose extra loss is discarded);
+    their `base` trainer also steps α during prune. They draw a random α batch per step; here one pass of each half.
 Scaled down for small inputs and the CPU: C and depth come from the space (C=8, 3 cells by default
 rather than 16 and 8), and a few epochs per phase; the search uses the training split, halved into
 weight-train and α-val (50/50, as DASS). α's Adam lr is 3e-3 rather than DASS's 3e-4: this search makes
@@ -36,12 +49,14 @@ PHASES = ("pretrain", "prune", "finetune")
 
 
 class MixedOp(nn.Module):
-    """Σ_o w_o · o(x) over the ops of one edge; `none` (index 0) contributes zero and is not computed."""
+    """Σ_o w_o · o(x) over the ops of one edge; `none` (index 0) contributes zero and is not computed. A pooling
+    op is followed by a BN without affine parameters, as in the DARTS / DASS search network."""
 
     def __init__(self, sp: Sparse, c: int, stride: int, ops: list[str]):
         super().__init__()
         self.stride = stride
-        self.ops = nn.ModuleList(OPS[name](sp, c, stride) for name in ops)
+        self.ops = nn.ModuleList(nn.Sequential(OPS[name](sp, c, stride), sp.norm(c)) if "pool" in name
+                                 else OPS[name](sp, c, stride) for name in ops)
 
     def forward(self, x, weights):
         return sum(w * op(x) for w, op in zip(weights[1:], self.ops))
@@ -70,7 +85,7 @@ class DassSupernet(nn.Module):
     def __init__(self, input_shape, num_classes, C, layers, stem_multiplier, ops):
         super().__init__()
         self.alpha = nn.ParameterDict({k: nn.Parameter(1e-3 * torch.randn(EDGES, 1 + len(ops))) for k in CELL_TYPES})
-        sp = Sparse(1.0, "scores")
+        sp = Sparse(1.0, "scores", affine=False)  # the stem's BN (not made by `sp`) keeps its affine parameters
 
         def make_cell(kind, *shape):
             return SearchCell(kind, lambda: F.softmax(self.alpha[kind], dim=-1), sp, ops, *shape)
@@ -296,10 +311,12 @@ class DassSupernetSearch(SupernetSearch):
 
     @torch.no_grad()
     def val_accuracy(self) -> float:
+        """Accuracy on the α half in eval mode (BN running statistics); the model is left in train mode."""
         self.model.eval()
         x, y = self.val_split
         correct = sum(int((self.model(x[i:i + 512].to(self.device)).argmax(1).cpu() == y[i:i + 512]).sum())
                       for i in range(0, len(y), 512))
+        self.model.train()
         return correct / max(1, len(y))
 
     @torch.no_grad()
