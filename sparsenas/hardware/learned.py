@@ -168,22 +168,23 @@ class LearnedLatency(LatencyPredictor):
             x = self.matrix(self.rows, self.archs)
             out.update({(v, m): (m, x) for m in models if m != "scale"})
         if self.prior is not None and (model in ("auto", "scale")):
-            out[(views[0], "scale")] = ("scale", self._prior_column(self.archs))
+            out[(views[0], "scale")] = ("scale", self._prior_column(self.archs, self.rows))
         return out
 
-    def _prior_column(self, archs) -> np.ndarray:
-        return np.array(self.prior.predict_many(archs), dtype=float)[:, None]
+    def _prior_column(self, archs, rows) -> np.ndarray:
+        return np.array(self.prior.predict_many(archs, rows, self), dtype=float)[:, None]
 
     def matrix(self, rows: list[dict], archs: list[Arch]) -> np.ndarray:
         x = _matrix(rows, self.names)
-        return np.hstack([self._prior_column(archs), x]) if self.prior is not None else x
+        return np.hstack([self._prior_column(archs, rows), x]) if self.prior is not None else x
 
     def predict(self, arch: Arch) -> float:
         return self.predict_many([arch])[0]
 
-    def predict_many(self, archs: list[Arch]) -> list[float]:
+    def predict_many(self, archs: list[Arch], rows: list[dict] | None = None) -> list[float]:
+        """Predicted ms of each arch (`rows`: their features, if already computed on this predictor's io)."""
         archs = [self.space.validate(a) for a in archs]
-        x = self.matrix([self.featurize(a) for a in archs], archs)
+        x = self.matrix(rows if rows is not None else [self.featurize(a) for a in archs], archs)
         floor = 0.01 * min(self.latencies)  # a regression can dip below zero; latency cannot
         return [max(floor, float(v)) for v in self.regressor.predict(x)]
 
@@ -256,8 +257,11 @@ class Prior:
     @classmethod
     def from_dict(cls, entry: dict, space: SearchSpace, where: str = "") -> "Prior":
         kind, data = entry["kind"], entry["data"]
-        if kind == "learned":
-            return cls(kind, data, LearnedLatency.from_dict(data, space, where))
+        if kind == "learned":  # on its own space options (e.g. another C), as it was fitted
+            reference = LearnedLatency.from_dict(data, None, where)
+            if reference.space.name != space.name:
+                raise ConfigError(f"prior {where} is for space {reference.space.name!r}, not {space.name!r}")
+            return cls(kind, data, reference)
         meta = data["meta"]
         if kind != "lut" or meta.get("space") != space.name:
             raise ConfigError(f"prior {where} is not a learned predictor or lut table of space {space.name!r}")
@@ -274,9 +278,14 @@ class Prior:
         except (KeyError, TypeError, AttributeError):
             raise ConfigError(f"prior {path} is neither a learned predictor nor a lut table") from None
 
-    def predict_many(self, archs: list[Arch]) -> list[float]:
+    def predict_many(self, archs: list[Arch], rows: list[dict] | None = None,
+                     owner: LearnedLatency | None = None) -> list[float]:
+        """The reference's prediction of each arch; `rows` (the archs' features computed by `owner`) are reused
+        where a learned reference computes its features the same way (same space options and io)."""
         if isinstance(self.predictor, LearnedLatency):
-            return self.predictor.predict_many(archs)
+            same = rows is not None and owner is not None and (owner.io, owner.space.options) == (
+                self.predictor.io, self.predictor.space.options)
+            return self.predictor.predict_many(archs, rows if same else None)
         return [self.predictor.predict(a) for a in archs]
 
     def to_dict(self) -> dict:
