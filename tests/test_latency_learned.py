@@ -3,6 +3,7 @@ and few-shot transfer with a prior (`sparsenas latency fit --prior`). Latencies 
 of the edges a graph compiler executes, computed by hand below (independently of graph.py)."""
 import csv
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -98,6 +99,7 @@ def test_cross_validation_keeps_every_call_when_dead_work_costs(tmp_path):
     loaded = LearnedLatency.load(tmp_path / "p.json")
     assert (loaded.view, loaded.model) == (p.view, p.model)
     assert loaded.predict_many(test[:5]) == pytest.approx(p.predict_many(test[:5]), rel=1e-9)
+    assert pickle.loads(pickle.dumps(p)).predict(test[0]) == pytest.approx(p.predict(test[0]))  # Ray workers
 
 
 def device_ms(arch) -> float:

@@ -118,8 +118,14 @@ def featurizer(space: SearchSpace, io: ModelIO | None):
     """Graph features where the space builds networks, else the dims' features (view `dims`)."""
     if io is not None and hasattr(space, "build"):
         return GraphFeatures(space, io)
-    dims = ArchFeatures(space)
-    return lambda arch: {f"dims:{n}": v for n, v in zip(dims.names, dims(arch))}
+    return DimsFeatures(space)
+
+
+class DimsFeatures(ArchFeatures):
+    """`ArchFeatures` as {name: value} in the view `dims`."""
+
+    def __call__(self, arch: Arch) -> dict[str, float]:
+        return {f"dims:{n}": v for n, v in zip(self.names, super().__call__(arch))}
 
 
 def _matrix(rows: list[dict], names: list[str]) -> np.ndarray:
