@@ -2,7 +2,8 @@
 config, converts it with `sparsenas.ops.deploy.to_deployable` (see there for the per-layer plan: dense, csr,
 channel, nm), checks that the outputs match the masked model, and writes OUT/model.pt (a state dict that
 loads with torch.load(weights_only=True)) and OUT/export.json (run config, arch, seed, plan, metrics, and the
-per-layer accounting of `ops.accounting.count_layers`: weights, nnz, dense and sparse MACs);
+per-layer accounting of `ops.accounting.count_layers`: weights, nnz, dense and sparse MACs; "artifact": the
+file `--format` wrote, see `ops.formats`);
 `load_exported(OUT)` rebuilds the deployable module (from the space's `build`; no data needed).
 Retraining uses `training.train_and_evaluate` with the run's `train` section (plain CE): a space whose own
 `evaluate` trains differently (e.g. TAS with distillation) is retrained without that difference.
@@ -22,6 +23,7 @@ from .errors import ConfigError
 from .objective import Objective
 from .ops.accounting import count_layers
 from .ops.deploy import REBUILT_AT_LOAD, max_abs_diff, portable, replace_module, to_deployable
+from .ops.formats import FORMATS, check_format
 from .ops.planner import KERNELS
 from .paths import output_dir
 from .rundir import RunDir
@@ -56,12 +58,13 @@ def _build(config: dict, arch, seed: int, input_shape, num_classes: int) -> nn.M
 
 
 def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None = None, csr: str = "auto",
-               device: str = "cpu", log=print) -> dict:
+               device: str = "cpu", fmt: str = "pt", log=print) -> dict:
     """Retrain the chosen trial's architecture and write the deployable module; returns export.json's dict.
     Everything the user gives is checked before retraining."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} does not exist")
+    check_format(fmt)
     run = RunDir(run_dir)
     config = resolve([run.read_config()])
     record = _chosen_trial(run, config, trial)
@@ -86,10 +89,11 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
     saved.load_state_dict(_dense_state(deployable, plan))
     out.mkdir(parents=True, exist_ok=True)
     torch.save(saved.cpu().state_dict(), out / "model.pt")
+    artifact = FORMATS.get(fmt)(deployable, example, out)
     layers = [row.as_dict() for row in count_layers(model.cpu(), data.input_shape)]
     info = {"run_dir": str(run_dir), "trial": record.trial, "seed": record.seed, "arch": dict(record.arch),
             "label": record.label, "metrics": metrics, "max_abs_diff": diff, "input_shape": list(data.input_shape),
-            "num_classes": data.num_classes, "plan": plan, "layers": layers, "config": config}
+            "num_classes": data.num_classes, "plan": plan, "layers": layers, "artifact": artifact, "config": config}
     (out / "export.json").write_text(json.dumps(info, indent=1))
     return info
 

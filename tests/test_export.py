@@ -9,6 +9,7 @@ from torch import nn
 from conftest import cli
 from sparsenas.export import load_exported
 from sparsenas.ops.deploy import ChannelSlice, CSRLinear, fits_2_4, to_deployable
+from sparsenas.ops.formats import FORMATS, densified
 from sparsenas.ops import SparseConv2d, SparseLinear
 
 
@@ -101,7 +102,7 @@ def test_export_of_run_without_success_is_one_line_exit_2(tmp_path, capsys):
 
 def test_cli_export_end_to_end(tmp_path, capsys):
     run = _fake_run(tmp_path, "ok")
-    assert cli("export", run, "--out", tmp_path / "exp") == 0
+    assert cli("export", run, "--out", tmp_path / "exp", "--format", "torchscript") == 0
     assert "exported trial 0" in capsys.readouterr().out
     info = json.loads((tmp_path / "exp" / "export.json").read_text())
     assert info["max_abs_diff"] < 1e-4 and info["trial"] == 0 and info["seed"] == 3
@@ -111,6 +112,31 @@ def test_cli_export_end_to_end(tmp_path, capsys):
     dep = load_exported(tmp_path / "exp")
     x = torch.randn(4, *info["input_shape"])
     assert dep(x).shape == (4, 10)
+    assert info["artifact"]["file"] == "model.torchscript.pt" and info["artifact"]["max_abs_diff"] < 1e-4
+    assert torch.jit.load(str(tmp_path / "exp" / "model.torchscript.pt"))(x).shape == (4, 10)
+
+
+def test_torchscript_artifact_runs_without_sparsenas_and_keeps_csr(tmp_path):
+    model = _mixed_net().eval()
+    x = torch.randn(8, 2, 4, 4)
+    dep, plan = to_deployable(model, x, csr="always")
+    info = FORMATS.get("torchscript")(dep, x, tmp_path)
+    scripted = torch.jit.load(str(tmp_path / info["file"]))
+    assert isinstance(dep[7], CSRLinear) and "sparse_compressed_tensor" in getattr(scripted, "7").code  # CSR kept
+    x5 = torch.randn(5, 2, 4, 4)  # another batch size than traced
+    assert (scripted(x5) - model(x5)).abs().max().item() < 1e-4
+
+
+def test_onnx_artifact_stores_sparse_layers_dense_and_says_which(tmp_path):
+    ort = pytest.importorskip("onnxruntime")  # the onnx extra
+    model = _mixed_net().eval()
+    x, x5 = torch.randn(8, 2, 4, 4), torch.randn(5, 2, 4, 4)
+    dep, plan = to_deployable(model, x, csr="always")
+    info = FORMATS.get("onnx")(dep, x, tmp_path)
+    csr_layers = sorted(n for n, e in plan.items() if e["action"] == "csr")
+    assert sorted(info["dense_layers"]) == csr_layers and densified(dep)[1] == info["dense_layers"]
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert abs(session.run(None, {"x": x5.numpy()})[0] - model(x5).detach().numpy()).max() < 1e-4
 
 
 def test_a_bare_sparse_layer_is_exported_too():

@@ -26,7 +26,7 @@ from torch import nn
 from torch.sparse import to_sparse_semi_structured
 
 from ..registry import Registry
-from .sparse_kernels import CSRConv1x1, CSRLinear, is_pointwise
+from .sparse_kernels import CSRConv1x1, CSRLinear, filled, is_pointwise
 from .timing import Timing, robust_ms
 
 MIN_SPARSITY = 0.5  # below this no sparse format can beat the dense kernel; not worth timing
@@ -89,6 +89,11 @@ class BSRLinear(nn.Module):
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
+
+    def dense(self) -> nn.Linear:
+        """The same layer as a plain nn.Linear (for formats without sparse tensors)."""
+        out = nn.Linear(self.weight.shape[1], self.weight.shape[0], bias=self.bias is not None)
+        return filled(out, self.weight.to_dense(), self.bias)
 
 
 def _bsr_exists(m, device):

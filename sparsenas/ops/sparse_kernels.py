@@ -45,6 +45,9 @@ class _CSRWeight(_Resizable):
     def csr(self) -> torch.Tensor:
         return csr_tensor(self.crow_indices, self.col_indices, self.values, (self.out_features, self.in_features))
 
+    def dense_weight(self) -> torch.Tensor:
+        return self.csr().to_dense()
+
 
 class CSRLinear(_CSRWeight):
     """y = x Wᵀ + b with W stored as CSR."""
@@ -59,6 +62,11 @@ class CSRLinear(_CSRWeight):
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
+
+    def dense(self) -> nn.Linear:
+        """The same layer as a plain nn.Linear (for formats without sparse tensors)."""
+        out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        return filled(out, self.dense_weight(), self.bias)
 
 
 class CSRConv1x1(_CSRWeight):
@@ -79,6 +87,21 @@ class CSRConv1x1(_CSRWeight):
             y = y + self.bias[:, None]
         y = y.reshape(self.out_features, n, h, w)
         return y.transpose(0, 1)
+
+    def dense(self) -> nn.Conv2d:
+        """The same layer as a plain 1×1 nn.Conv2d (for formats without sparse tensors)."""
+        out = nn.Conv2d(self.in_features, self.out_features, 1, self.stride, bias=self.bias is not None)
+        return filled(out, self.dense_weight()[:, :, None, None], self.bias)
+
+
+def filled(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """`layer` (eval mode, on the weight's device and dtype) with `weight` and `bias` copied in."""
+    layer = layer.to(device=weight.device, dtype=weight.dtype).eval()
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return layer
 
 
 def is_pointwise(m: nn.Module) -> bool:
