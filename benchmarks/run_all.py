@@ -62,6 +62,8 @@ EXPERIMENTS = (
                issue_item="7"),
     Experiment("layerwise", "Layer-wise sparsity of a user model: search vs uniform / ERK / random",
                "layerwise_search.py", minutes=20, issue_item="8"),
+    Experiment("early_stopping", "Early stopping: schedulers on random and tpe (dass, MNIST 14×14)",
+               "early_stopping.py", minutes=60, issue_item="#21"),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
