@@ -1,13 +1,15 @@
 """Sparse-IFT members at iso-FLOP: the dense ResNet against each member (every block the same) at each sparsity,
 trained with a static random mask and with RigL, paired seeds (the same seeds for every row).
 
-Every row has the dense network's effective FLOPs (checked here: the run stops if a member is off by >= 1%);
-the members differ in parameters and in how the FLOPs are spent. Small scale: the preset's ResNet (C=8, one block
-per stage), RigL updating every 10 steps (the paper: 100; a trial has only ~75-150 steps), one torch thread per
-worker process. Datasets (`--dataset`): sklearn's digits (8×8; default 5 seeds, 5 epochs) or MNIST from
-../shared/data (default: the first 3,000 training images, average-pooled to 14×14, full 10k val / 10k test, 5 seeds,
-3 epochs) — a masked layer runs at its dense-equivalent size on this CPU (on MNIST a member trial at s=0.9
-costs ~4× the dense one), so MNIST is kept small to fit the run.
+Sparse Wide is the paper's member, `wide`: the whole network (stem, every stage, head) widened by √(1/(1−s)), the
+blocks' sparse layers at one density solved for the dense FLOPs; `--members wide_block,...` adds our per-block
+variant (a block widens its inner width). Every row has the dense network's effective FLOPs (checked here: the run
+stops if a member is off by >= 1%); the members differ in parameters and in how the FLOPs are spent. Small scale:
+the preset's ResNet (C=8, one block per stage), RigL updating every 10 steps (the paper: 100; a trial has only
+~75-150 steps), one torch thread per worker process. Datasets (`--dataset`): sklearn's digits (8×8; default 5 seeds,
+5 epochs) or MNIST from ../shared/data (default: the first 3,000 training images, average-pooled to 14×14, full 10k
+val / 10k test, 5 seeds, 3 epochs) — a masked layer runs at its dense-equivalent size on this CPU (on MNIST a member
+trial at s=0.9 costs ~4× the dense one), so MNIST is kept small to fit the run.
 
     python benchmarks/sparse_ift_members.py --dataset digits           # ~1.5-2 min on 2 idle cores (estimated)
     python benchmarks/sparse_ift_members.py --dataset mnist            # ~5-6 min on 2 idle cores (estimated)
@@ -34,8 +36,8 @@ ALPHA = 0.05
 
 
 def uniform(space: SparseIFTSpace, member: str, s: float) -> Arch:
-    n = len(space.plan)
-    return Arch({**{f"b{i}.member": member for i in range(n)}, **{f"b{i}.sparsity": s for i in range(n)}})
+    """The whole network as `member` at `s` (the space's network scope: one member and sparsity for every block)."""
+    return space.validate(Arch({"member": member, "sparsity": s}))
 
 
 def run_one(job: tuple) -> dict:
@@ -44,7 +46,7 @@ def run_one(job: tuple) -> dict:
 
     member, s, method, seed, data, epochs = job
     torch.set_num_threads(1)
-    space = SparseIFTSpace()
+    space = SparseIFTSpace(scope="network")
     train = validate_section("train", {"epochs": epochs, "sparse_training": method, "update_interval": 10},
                              CORE["train"])
     cpu = time.process_time()

@@ -97,7 +97,7 @@ def test_hand_checked_networks():
                  "flops": 160 + 2 * 128 + 24, "flops_sparse": 160 + 2 * 64 + 24, "sparsity": 0.5}
     # resnet C=2, one stage of one block, input 1x4x4, wide@0.5: inner width 4, each conv 72 weights, 36 kept
     space = SparseIFTSpace(C=2, stages=[1])
-    arch = Arch({"b0.member": "wide", "b0.sparsity": 0.5})
+    arch = Arch({"b0.member": "wide_block", "b0.sparsity": 0.5})
     m = count_model(space.build(arch, (1, 4, 4), 3), (1, 4, 4))
     assert m == {"params": 18 + 4 + (72 + 8) + (72 + 4) + 9, "nnz": 18 + 4 + (36 + 8) + (36 + 4) + 9,
                  "flops": 16 * 18 + 16 * 2 * 72 + 6, "flops_sparse": 16 * 18 + 16 * 2 * 36 + 6, "sparsity": 0.5}
@@ -133,19 +133,23 @@ def tiny_space(**options):
 
 
 def uniform_arch(space, member, s=0.75):
+    if space.options["scope"] == "network":
+        return Arch({"member": member, "sparsity": s})
     n = len(space.plan)
     return Arch({**{f"b{i}.member": member for i in range(n)}, **{f"b{i}.sparsity": s for i in range(n)}})
 
 
 @pytest.mark.parametrize("backbone,shape", [("resnet", (1, 8, 8)), ("mlp", (1, 8, 8)), ("mlp", (20,))])
-@pytest.mark.parametrize("member", ["dense", "wide", "parallel", "factorized", "doped"])
+@pytest.mark.parametrize("member", ["dense", "wide_block", "parallel", "factorized", "doped", "wide"])
 def test_network_builds_trains_and_is_iso_flop(backbone, shape, member):
-    space = tiny_space(backbone=backbone)
+    # the paper's wide widens the dense stem too: a net needs enough blocks to pay for it (else a ConfigError)
+    network = {"scope": "network", "mlp_blocks": 6} if member == "wide" else {}
+    space = tiny_space(backbone=backbone, **network)
     torch.manual_seed(0)
     dense = count_model(space.build(uniform_arch(space, "dense"), shape, 5), shape)
     net = space.build(uniform_arch(space, member), shape, 5)
     m = count_model(net, shape)
-    assert abs(m["flops_sparse"] / dense["flops"] - 1) < 0.01
+    assert abs(m["flops_sparse"] / dense["flops"] - 1) < 0.01 and m["flops_sparse"] <= dense["flops"]
     x = torch.randn(6, *shape)
     net.train()
     out = net(x)
@@ -169,23 +173,65 @@ def test_stem_head_and_shortcuts_stay_dense():
 
 def test_wide_block_widens_its_inner_width():
     space = tiny_space()
-    net = space.build(uniform_arch(space, "wide", 0.9), (1, 8, 8), 10)
+    net = space.build(uniform_arch(space, "wide_block", 0.9), (1, 8, 8), 10)
     block = net.blocks[1]
     assert block.unit1.layer.weight.shape == (80, 4, 3, 3) and block.unit2.layer.weight.shape == (8, 80, 3, 3)
+
+
+def test_paper_wide_widens_the_whole_network_hand_checked():
+    # mlp, input 4, hidden 8, one block, 3 classes, s=0.75: base 4, every width x2 -> hidden 16.
+    # dense FLOPs: stem 32 + block 2*64 + head 24 = 184; widened dense parts: stem 64 + head 48 = 112,
+    # so the block's two 16x16 layers (512 weights) keep 72: one density 72/512, 36 kept in each.
+    space = SparseIFTSpace(backbone="mlp", hidden=8, mlp_blocks=1, scope="network")
+    net = space.build(Arch({"member": "wide", "sparsity": 0.75}), (4,), 3)
+    assert net.stem.layer.weight.shape == (16, 4) and net.head.weight.shape == (3, 16)
+    sparse = [m for m in net.modules() if isinstance(m, SparseMixin)]
+    assert [tuple(m.weight.shape) for m in sparse] == [(16, 16)] * 2 and [int(m.mask().sum()) for m in sparse] == [36] * 2
+    m = count_model(net, (4,))
+    assert (m["flops"], m["flops_sparse"]) == (64 + 512 + 48, 184)
+    assert not any(isinstance(x, SparseMixin) for x in [*net.stem.modules(), net.head])
+
+
+@pytest.mark.parametrize("s", SPARSITIES)
+def test_paper_wide_resnet_widths_and_one_density(s):
+    space = SparseIFTSpace(scope="network")  # C=8, stages [1, 1, 1]
+    net = space.build(Arch({"member": "wide", "sparsity": s}), (1, 8, 8), 10)
+    width = int(8 * base_scaling(s) ** 0.5)
+    assert net.stem.layer.weight.shape[0] == width and net.head.in_features == 4 * width
+    assert [b.unit1.layer.weight.shape[:2] for b in net.blocks] == [(width, width), (2 * width, width),
+                                                                     (4 * width, 2 * width)]
+    assert all(isinstance(b.shortcut.layer, torch.nn.Conv2d) and not isinstance(b.shortcut.layer, SparseMixin)
+               for b in net.blocks[1:])
+    densities = [float(m.mask().float().mean()) for m in net.modules() if isinstance(m, SparseMixin)]
+    # one density, below the one keeping each layer's dense weight count: the widened dense parts are paid for
+    assert max(densities) - min(densities) < 0.01 and max(densities) < (8 / width) ** 2
+    dense = count_model(space.build(Arch({"member": "dense", "sparsity": s}), (1, 8, 8), 10), (1, 8, 8))["flops"]
+    flops = count_model(net, (1, 8, 8))["flops_sparse"]
+    assert dense - 4 < flops <= dense  # below by less than the smallest layer's positions (2x2)
+
+
+def test_paper_wide_refuses_a_net_whose_widened_dense_parts_exceed_the_budget():
+    space = tiny_space(backbone="mlp", scope="network")  # stem 64 -> 16 is half the dense net's FLOPs
+    with pytest.raises(ConfigError, match="dense stem, head and shortcuts"):
+        space.build(Arch({"member": "wide", "sparsity": 0.75}), (1, 8, 8), 5)
 
 
 def test_space_dims_label_and_options():
     space = SparseIFTSpace()
     assert len(space.plan) == 3 and set(space.dims()) == {f"b{i}.{d}" for i in range(3) for d in ("member", "sparsity")}
     assert space.size() == 15 ** 3
-    arch = Arch({"b0.member": "dense", "b0.sparsity": 0.5, "b1.member": "wide", "b1.sparsity": 0.9,
+    arch = Arch({"b0.member": "dense", "b0.sparsity": 0.5, "b1.member": "wide_block", "b1.sparsity": 0.9,
                  "b2.member": "doped", "b2.sparsity": 0.75})
-    assert space.label(space.validate(arch)) == "resnet:dense,wide@0.9,doped@0.75"
+    assert space.label(space.validate(arch)) == "resnet:dense,wide_block@0.9,doped@0.75"
+    network = SparseIFTSpace(scope="network")
+    assert set(network.dims()) == {"member", "sparsity"} and network.size() == 6 * 3
+    assert network.label(Arch({"member": "wide", "sparsity": 0.9})) == "resnet:wide@0.9"
     assert len(SparseIFTSpace(backbone="mlp", mlp_blocks=4).dims()) == 8
     assert [(p.c_in, p.c_out, p.stride) for p in SparseIFTSpace(C=4, stages=[2, 1]).plan] == \
         [(4, 4, 1), (4, 4, 1), (4, 8, 2)]
     for bad in ({"backbone": "vgg"}, {"members": ["dense", "huge"]}, {"members": []}, {"sparsities": [1.0]},
-                {"sparsities": [0.5, True]}, {"stages": []}, {"stages": [1, 0]}, {"C": 0}, {"mask": "magic"}):
+                {"sparsities": [0.5, True]}, {"stages": []}, {"stages": [1, 0]}, {"C": 0}, {"mask": "magic"},
+                {"members": ["dense", "wide"]}, {"scope": "layer"}):
         with pytest.raises(ConfigError):
             SparseIFTSpace(**bad)
     with pytest.raises(ConfigError, match="backbone=mlp"):

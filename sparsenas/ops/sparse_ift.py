@@ -7,7 +7,9 @@ dense layer's weight count. Shapes follow the authors' formulas, with s the spar
 base = round(1 / (1 − s)) (their `base_scaling`):
 
   wide        widen the widened sides by base^(1/sides): one side (inside a block) by `base`, both sides by
-              √base as the authors' network-wide scaling; width int(c · factor), as the authors.
+              √base; width int(c · factor), as the authors. The paper's member widens the whole network by
+              √base (sparsenas.spaces.sparse_ift, `scope: network`): there `SparseUnit`s take the kept counts
+              of one density solved over the network, as stem, head and shortcuts widen too and stay dense.
   parallel    n = base sparse branches, each conv/linear + its own BN, summed (the block applies the ReLU).
   factorized  U (k×k, c_in → d, stride) → BN → ReLU → V (1×1, d → c_out), both sparse, then BN;
               d = ceil(k²·c_in·c_out / ((1 − s)(k²·c_in + c_out))) (authors' ceil). The BN + ReLU between U and
@@ -141,6 +143,19 @@ class DenseUnit(Unit):
         return self.norm(self.layer(x))
 
 
+class SparseUnit(Unit):
+    """One sparse layer of `spec` keeping `kept` of its weights, and its norm: the layers of a network-wide
+    Sparse Wide, whose kept counts come from one density solved over the whole network."""
+
+    def __init__(self, spec: LayerSpec, kept: int, mask: str):
+        super().__init__()
+        self.in_features, self.out_features = spec.c_in, spec.c_out
+        self.layer, self.norm = _layer(spec, mask, kept), _norm(spec, spec.c_out)
+
+    def forward(self, x):
+        return self.norm(self.layer(x))
+
+
 class WideUnit(Unit):
     """Sparse Wide: the layer widened on `widen_in` / `widen_out`, keeping spec.weights weights."""
 
@@ -224,5 +239,5 @@ def make_unit(member: str, spec: LayerSpec, sparsity: float, mask: str = "random
     return MEMBERS[member](spec, sparsity, mask, widen_in=widen_in, widen_out=widen_out)
 
 
-__all__ = ["LayerSpec", "MEMBERS", "Unit", "base_scaling", "doped_rank", "factorized_rank", "make_unit",
+__all__ = ["LayerSpec", "MEMBERS", "SparseUnit", "Unit", "base_scaling", "doped_rank", "factorized_rank", "make_unit",
            "split_kept", "wide_widths"]
