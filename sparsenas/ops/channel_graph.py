@@ -121,10 +121,11 @@ def _live(rule: str, node: fx.Node, module, live: dict, values: dict) -> torch.T
     out = values[node.name]
     ins = [a for a in _tensors(node) if a.name in live]
     if rule in ("conv", "linear"):
-        w = module.weight.detach().flatten(2).abs().sum(2) if rule == "conv" else module.weight.detach().abs()
+        weight = module.weight.detach().cpu()  # channel masks live on the CPU
+        w = weight.flatten(2).abs().sum(2) if rule == "conv" else weight.abs()
         return (w[:, live[ins[0].name]] != 0).any(1)
     if rule == "depthwise":
-        return live[ins[0].name] & (module.weight.detach().flatten(1) != 0).any(1)
+        return live[ins[0].name] & (module.weight.detach().cpu().flatten(1) != 0).any(1)
     if rule == "channelwise":
         return live[ins[0].name].clone()
     if rule == "elementwise":

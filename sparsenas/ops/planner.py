@@ -145,8 +145,9 @@ def price(module: nn.Module, x: torch.Tensor, device: str = "cpu", exclude: tupl
     for name, build in candidates(module, device, exclude).items():
         try:
             built[name] = build(module)
-        except (RuntimeError, ValueError, TypeError):  # e.g. a dtype a sparse kernel lacks
-            continue
+            built[name](x)  # some kernels refuse a dtype or shape only when they run
+        except (RuntimeError, ValueError, TypeError, NotImplementedError):  # a dtype a sparse kernel lacks, …
+            built.pop(name, None)
     times = robust_ms([lambda m=m: m(x) for m in built.values()], device="cuda" if "cuda" in str(device) else "cpu",
                       repeats=repeats)
     return dict(zip(built, times))
