@@ -1,26 +1,43 @@
-"""Masked dense vs exported sparse execution on this CPU.
+"""Sparse execution speed: exported (`sparsenas.ops.deploy.to_deployable`) vs the dense twin, on a searched
+DARTS architecture and on linear layers.
 
-For a Linear 1024×1024 (batch 256) and a linear-heavy MLP (1024 → 2048 → 2048 → 1024 → 10, batch 256) at
-50/80/90/95/99% unstructured (magnitude) sparsity: the dense twin, the masked model (W ⊙ mask every
-forward) and the exported model (`sparsenas.ops.deploy.to_deployable`, CSR where timed faster), median ms of
-`--reps` runs after warm-up at a fixed thread count, the three run in turn in each repetition. speedup = dense ms / exported ms.
+Searched architecture: the best arch of a small, quick `dass` search (C = 64, 3 cells, MNIST 28×28, random
+strategy, `--trials` trials of 1 epoch on the first `--limit` training images, validated on `--limit`/2: the
+search picks the cells; accuracy plays no part in speed). Its cells are then built three ways, freshly initialised (speed does not depend on the weight
+values): the dense twin (keep 1.0), every layer unstructured at 90% sparsity (magnitude masks, stem and
+classifier too), and channel-structured with 50% of each layer's output channels kept (L1 filter masks). Each
+sparse net is exported *for its target* — the planner times its candidates at that batch and thread count —
+and timed against the dense twin, both interleaved (`ops.timing.robust_ms`: 10% quantile), at batch 1 and 64,
+1 and 2 threads. Linear part (as before): a Linear 1024×1024 and an MLP 1024→2048→2048→1024→10 at batch 256,
+50–99% unstructured sparsity, 1 thread.
 
-    nice -n 10 python benchmarks/sparse_speed.py [--threads 1] [--reps 15]
+    flock /tmp/heavy.lock python benchmarks/sparse_speed.py [--trials 4] [--limit 256] [--reps 10]
 """
 from __future__ import annotations
 
 import argparse
+import gzip
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from report import add_json_argument, finish, markdown_table
-from sparsenas.ops.deploy import max_abs_diff, to_deployable
-from sparsenas.ops.timing import median_ms
+from report import MNIST, add_json_argument, finish, markdown_table
+from sparsenas import Study
 from sparsenas.ops import SparseLinear
+from sparsenas.ops.deploy import max_abs_diff, to_deployable
+from sparsenas.ops.timing import robust_ms
+from sparsenas.spaces.dass import DassSpace
 
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.99)
 BATCH = 256
+STRUCTURES = {"unstructured": ("magnitude", 0.1), "channel": ("channel", 0.5)}
+C, LAYERS = 64, 3
 
 
 def linear(sparsity: float | None) -> nn.Module:
@@ -40,64 +57,143 @@ def mlp(sparsity: float | None) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(1024, 10))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--reps", type=int, default=15, help="timed runs per measurement (median)")
-    add_json_argument(parser)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def mnist_subset(limit: int, folder: Path) -> Path:
+    """The first `limit` MNIST training images and `limit // 2` validation images (28×28) as an .npz: a quick
+    search validates on a few hundred images, not on MNIST's 10,000."""
+    with gzip.open(MNIST) as f:
+        (xt, yt), (xv, yv), _ = pickle.load(f, encoding="latin1")
+    shape = (-1, 1, 28, 28)
+    path = folder / "mnist_subset.npz"
+    np.savez(path, x_train=xt[:limit].reshape(shape), y_train=yt[:limit], x_val=xv[:limit // 2].reshape(shape),
+             y_val=yv[:limit // 2])
+    return path
+
+
+def searched_arch(args) -> dict:
+    """The cells of the best arch (val_acc) of a quick random dass search on MNIST 28×28."""
+    with tempfile.TemporaryDirectory() as folder:
+        data = mnist_subset(args.limit, Path(folder))
+        study = Study({"name": "dass", "C": C, "layers": LAYERS, "keep_ratios": [0.1]}, {"name": "random"}, seed=0,
+                      overrides={"train.epochs": 1, "data.name": "npz", "data.path": str(data),
+                                 "search.budget": args.trials})
+        study.optimize()
+    return dict(study.best.arch)
+
+
+def build(arch: dict, mask: str, keep: float) -> nn.Module:
+    space = DassSpace(C=C, layers=LAYERS, mask=mask, keep_ratios=[keep], stem_head_keep=keep)
+    torch.manual_seed(0)
+    arch = space.sample(np.random.default_rng(0)).replace(**{k: v for k, v in arch.items() if not k.endswith("keep")},
+                                                          **{"normal.keep": keep, "reduce.keep": keep})
+    return space.build(arch, (1, 28, 28), 10).eval()
+
+
+def kernels(plan: dict) -> str:
+    count = lambda a: sum(e["action"] == a for e in plan.values() if "mask" in e)  # noqa: E731
+    return "/".join(str(count(a)) for a in ("csr", "bsr"))
+
+
+def stored_weights(model: nn.Module) -> int:
+    """Parameters plus the stored nonzeros of CSR/BSR layers (their values are buffers)."""
+    values = sum(b.numel() for name, b in model.named_buffers() if name.endswith("values"))
+    return sum(p.numel() if p.layout == torch.strided else p.values().numel() for p in model.parameters()) + values
+
+
+def time_pair(a: nn.Module, b: nn.Module, x: torch.Tensor, reps: int) -> tuple[float, float]:
+    ta, tb = robust_ms([lambda: a(x), lambda: b(x)], repeats=reps, max_repeats=2 * reps)
+    return ta.ms, tb.ms
+
+
+def searched_rows(args, arch: dict) -> list[dict]:
+    dense = build(arch, "magnitude", 1.0)
+    rows = []
+    for structure, (mask, keep) in STRUCTURES.items():
+        masked = build(arch, mask, keep)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for batch in (1, 64):
+                x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+                t0 = time.perf_counter()
+                exported, plan = to_deployable(masked, x, csr="auto")
+                export_s = time.perf_counter() - t0
+                diff = max_abs_diff(masked, exported, x)
+                dense_ms, export_ms = time_pair(dense, exported, x, args.reps)
+                params = stored_weights(exported) / stored_weights(dense)
+                row = {"structure": structure, "batch": batch, "threads": threads, "dense_ms": dense_ms,
+                       "export_ms": export_ms, "speedup": dense_ms / export_ms, "csr_bsr": kernels(plan),
+                       "weights_stored": params, "max_abs_diff": diff, "export_s": export_s}
+                rows.append(row)
+                print(f"{structure:<13} {batch:>5} {threads:>7} {dense_ms:>9.3f} {export_ms:>9.3f} "
+                      f"{row['speedup']:>7.2f}x {row['csr_bsr']:>8} {params:>7.2f} {diff:>9.1e} {export_s:>6.1f}",
+                      flush=True)
+    torch.set_num_threads(1)
+    return rows
+
+
+def linear_rows(args) -> list[dict]:
     x = torch.randn(BATCH, 1024, generator=torch.Generator().manual_seed(1))
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, median of {args.reps}")
-    print(f"{'model':<8} {'sparsity':>8} {'dense ms':>9} {'masked ms':>9} {'export ms':>9} {'speedup':>8} "
-          f"{'csr layers':>10} {'max diff':>9}")
-    result, rows = {}, []
+    rows = []
     for name, make in (("linear", linear), ("mlp", mlp)):
         dense = make(None).eval()
         for s in SPARSITIES:
             masked = make(s).eval()
             exported, plan = to_deployable(masked, x, csr="auto")
             diff = max_abs_diff(masked, exported, x)
-            dense_ms, masked_ms, export_ms = median_ms([lambda m=m: m(x) for m in (dense, masked, exported)], args.reps)
-            csr = sum(e["action"] == "csr" for e in plan.values())
-            speedup = dense_ms / export_ms
-            print(f"{name:<8} {s:>8.2f} {dense_ms:>9.3f} {masked_ms:>9.3f} {export_ms:>9.3f} {speedup:>7.2f}x "
-                  f"{csr:>4}/{len(plan):<5} {diff:>9.1e}")
-            result[f"speedup_{'linear' if name == 'linear' else 'model'}_{round(s * 100)}"] = speedup
-            rows.append({"model": name, "sparsity": s, "dense_ms": dense_ms, "masked_ms": masked_ms,
-                         "export_ms": export_ms, "speedup": speedup, "csr_layers": csr, "layers": len(plan),
+            dense_ms, export_ms = time_pair(dense, exported, x, args.reps)
+            rows.append({"model": name, "sparsity": s, "dense_ms": dense_ms, "export_ms": export_ms,
+                         "speedup": dense_ms / export_ms, "csr_bsr": kernels(plan), "layers": len(plan),
                          "max_abs_diff": diff})
-    summary = {k: round(result[k], 2) for k in ("speedup_linear_90", "speedup_model_90", "speedup_linear_99",
-                                                 "speedup_model_99")}
-    finish(args, "sparse_speed", rows, summary, markdown=markdown(rows, args))
+            print(f"{name:<8} {s:>8.2f} {dense_ms:>9.3f} {export_ms:>9.3f} {dense_ms / export_ms:>7.2f}x "
+                  f"{kernels(plan):>8} {diff:>9.1e}", flush=True)
+    return rows
 
 
-def markdown(rows: list[dict], args) -> str:
-    """The RESULTS.md section: the table and what it shows, worded from the numbers."""
-    table = markdown_table(
-        ["model", "sparsity", "dense ms", "masked ms", "exported ms", "speedup (dense / exported)", "CSR layers",
-         "max |diff|"],
-        [[r["model"], f"{r['sparsity']:.2f}", f"{r['dense_ms']:.3f}", f"{r['masked_ms']:.3f}", f"{r['export_ms']:.3f}",
-          f"{r['speedup']:.2f}x", f"{r['csr_layers']}/{r['layers']}", f"{r['max_abs_diff']:.1e}"] for r in rows])
-    lines = []
-    for name, label in (("linear", "Linear 1024×1024"), ("mlp", "MLP 1024→2048→2048→1024→10")):
-        rs = [r for r in rows if r["model"] == name]
-        faster = [r["sparsity"] for r in rs if r["speedup"] > 1.05]
-        masked = sorted(r["masked_ms"] / r["dense_ms"] for r in rs)
-        median = masked[len(masked) // 2]
-        top = max(rs, key=lambda r: r["speedup"])
-        lines.append(f"- {label}: exported is faster than dense (> 1.05x) "
-                     + (f"at {', '.join(f'{f:.0%}' for f in faster)} sparsity, up to {top['speedup']:.2f}x at {top['sparsity']:.0%}"
-                        if faster else "at no sparsity tested")
-                     + f"; masked execution (W ⊙ mask every forward) takes {masked[0]:.2f}–{masked[-1]:.2f}x the "
-                       f"dense time (median {median:.2f}x): "
-                     + ("masking alone saves no time, the speedup comes only from the export."
-                        if median >= 0.95 else "masking alone is faster than dense here (unexpected: likely noise)."))
-    return (f"Masked dense vs exported sparse execution on this CPU (torch {torch.__version__}, {args.threads} "
-            f"thread(s), batch {BATCH}, magnitude masks; `sparsenas.ops.deploy.to_deployable` turns a sparse linear "
-            f"into CSR where it times faster): median of {args.reps} runs, the three models run in turn in each "
-            f"repetition. Timings depend on the load of the machine while it ran.\n\n{table}\n\n"
-            + "\n".join(lines))
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=4, help="trials of the dass search")
+    parser.add_argument("--limit", type=int, default=256, help="MNIST training images of each search trial")
+    parser.add_argument("--reps", type=int, default=10, help="timed rounds per measurement (at least)")
+    add_json_argument(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    arch = searched_arch(args)
+    search_s = time.perf_counter() - t0
+    print(f"torch {torch.__version__}; dass search: {args.trials} trials in {search_s:.0f} s; load average "
+          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"{'structure':<13} {'batch':>5} {'threads':>7} {'dense ms':>9} {'export ms':>9} {'speedup':>8} "
+          f"{'csr/bsr':>8} {'weights':>7} {'max diff':>9} {'plan s':>6}")
+    searched = searched_rows(args, arch)
+    print(f"\n{'model':<8} {'sparsity':>8} {'dense ms':>9} {'export ms':>9} {'speedup':>8} {'csr/bsr':>8} {'max diff':>9}")
+    lin = linear_rows(args)
+    pick = lambda s, b: next(r["speedup"] for r in searched if r["structure"] == s and r["batch"] == b  # noqa: E731
+                             and r["threads"] == 1)
+    summary = {"speedup_channel_b1": pick("channel", 1), "speedup_channel_b64": pick("channel", 64),
+               "speedup_unstructured_b1": pick("unstructured", 1), "speedup_unstructured_b64": pick("unstructured", 64),
+               "speedup_mlp_90": next(r["speedup"] for r in lin if r["model"] == "mlp" and r["sparsity"] == 0.9)}
+    summary = {k: round(v, 2) for k, v in summary.items()}
+    load = [round(v, 2) for v in os.getloadavg()]
+    finish(args, "sparse_speed", searched + lin, summary, markdown=markdown(searched, lin, arch, args, load),
+           extra={"arch": arch, "search_s": search_s, "load_average": load})
+
+
+def markdown(searched: list[dict], lin: list[dict], arch: dict, args, load) -> str:
+    """The RESULTS.md section: both tables and what they show."""
+    t1 = markdown_table(
+        ["structure", "batch", "threads", "dense twin ms", "exported ms", "speedup", "CSR/BSR layers",
+         "weights stored", "max |diff|"],
+        [[r["structure"], r["batch"], r["threads"], f"{r['dense_ms']:.3f}", f"{r['export_ms']:.3f}",
+          f"{r['speedup']:.2f}x", r["csr_bsr"], f"{r['weights_stored']:.2f}", f"{r['max_abs_diff']:.1e}"]
+         for r in searched])
+    t2 = markdown_table(
+        ["model", "sparsity", "dense ms", "exported ms", "speedup", "CSR/BSR layers", "max |diff|"],
+        [[r["model"], f"{r['sparsity']:.2f}", f"{r['dense_ms']:.3f}", f"{r['export_ms']:.3f}", f"{r['speedup']:.2f}x",
+          r["csr_bsr"], f"{r['max_abs_diff']:.1e}"] for r in lin])
+    return (f"Exported vs dense twin on this CPU (torch {torch.__version__}; timing: interleaved rounds, 10% "
+            f"quantile; load average at the end {', '.join(map(str, load))}). Searched DARTS cells (best of a "
+            f"{args.trials}-trial random dass search, C={C}, {LAYERS} cells, MNIST 28×28), freshly initialised: "
+            f"unstructured = every layer 90% sparse (magnitude), channel = 50% of each layer's filters kept; each "
+            f"exported for its batch and thread count.\n\n{t1}\n\nLinear layers (batch {BATCH}, 1 thread):\n\n{t2}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
    smaller producer scattered back to full width) and the plan says why;
 3. the planner (`planner`) picks each former sparse layer's kernel — dense, csr (linear, 1×1 conv), bsr, nm
    (2:4, CUDA cc ≥ 8.0) — by timing the candidates on the layer's real input (`csr`: auto = timed, always =
-   CSR wherever it exists, never = no CSR).
+   CSR wherever it exists, never = untimed: 2:4 where it exists, else dense). Without `example` nothing is
+   timed either.
 The plan: {module: entry}; a former sparse layer's entry has mask, shape, sparsity, action (the kernel),
 times_ms and note when timed, and kept_in / kept_out (channel indices) and static ("bias" | "map") when its
 channels changed; other modules whose channels changed (BN, plain convs) have action "slice". With `plan`,
@@ -117,9 +118,9 @@ def _pick(layer: nn.Module, x: torch.Tensor | None, csr: str, device: str) -> tu
     exists = {k: KERNELS.get(k).exists(layer, device) for k in ("csr", "nm")}
     if csr == "always" and exists["csr"] is None:
         return "csr", {}
-    if x is None or csr == "never" and exists["nm"] is not None:
+    if x is None or csr == "never":  # untimed: the structure alone decides
         return ("nm", {}) if exists["nm"] is None else ("dense", {})
-    times = price(layer, x, device, exclude=("csr",) if csr == "never" else ())
+    times = price(layer, x, device)
     if len(times) == 1:
         return "dense", {"note": "no sparse kernel for this layer here"}
     kernel, margin = choose(times)
