@@ -1,8 +1,11 @@
-"""DASS as its authors wrote it: the supernet's norms (non-affine BN in the cells, BN after pooling ops)."""
+"""DASS as its authors wrote it: the supernet's norms (non-affine BN in the cells, BN after pooling ops), and a
+per-layer allocation (ERK) that spares the tiny depthwise kernels a uniform keep ratio wipes out."""
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
+from sparsenas.ops import SparseMixin
 from sparsenas.spaces.dass import DassSpace
 from sparsenas.spaces.dass_supernet import DassSupernet, MixedOp
 
@@ -26,3 +29,41 @@ def test_derived_network_keeps_affine_bn():
     net = space.build(space.sample(np.random.default_rng(0)), (1, 8, 8), 10)
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(bn.affine for bn in bns)
+
+
+def _keeps(net):
+    layers = [m for m in net.modules() if isinstance(m, SparseMixin)]
+    return layers, sum(int(m.mask().sum()) for m in layers) / sum(m.weight.numel() for m in layers)
+
+
+@pytest.mark.parametrize("stem_head_keep", [None, 0.5])
+def test_erk_allocation_keeps_the_overall_density_and_spares_depthwise_kernels(stem_head_keep):
+    arch = DassSpace().sample(np.random.default_rng(3)).replace(**{"normal.keep": 0.1, "reduce.keep": 0.1})
+    arch = arch.replace(**{"normal.n0.op0": "sep_conv_3x3"})
+    uniform = DassSpace(allocation="uniform", stem_head_keep=stem_head_keep).build(arch, (1, 8, 8), 10)
+    erk = DassSpace(allocation="erk", stem_head_keep=stem_head_keep).build(arch, (1, 8, 8), 10)
+    (u_layers, u_density), (e_layers, e_density) = _keeps(uniform), _keeps(erk)
+    assert abs(u_density - e_density) < 0.005  # the same overall sparsity
+    depthwise = [m for m in e_layers if getattr(m, "groups", 1) > 1]
+    pointwise = [m for m in e_layers if m.weight.shape[2:] == (1, 1) and m.groups == 1]
+    # >= 3 weights per depthwise kernel on average (uniform at 0.1: 0.9 of a 3x3, 2.5 of a 5x5 kernel)
+    assert depthwise and all(int(m.mask().sum()) >= 3 * m.weight.shape[0] for m in depthwise)
+    assert all(int(m.mask().sum()) < 0.1 * m.weight.numel() for m in pointwise if m.weight.numel() > 500)
+    assert uniform.stem[0].keep == (0.1 if stem_head_keep is None else 0.5)  # uniform: the authors' one ratio
+    assert all(abs(m.keep - 0.1) < 1e-9 for m in u_layers if m not in (uniform.stem[0], uniform.classifier))
+    if stem_head_keep is not None:  # pinned
+        assert erk.stem[0].keep == erk.classifier.keep == 0.5
+
+
+def test_supernet_prunes_to_the_spaces_allocation():
+    from sparsenas.config import CORE
+    from sparsenas.space import EvalContext
+
+    data = {k: f.default for k, f in CORE["data"].items()} | {"limit": 64}
+    context = EvalContext(train={k: f.default for k, f in CORE["train"].items()}, data=data)
+    search = DassSpace(C=4, allocation="erk").supernet_search(context, 0, {"keep": 0.1, "batch_size": 32})
+    search._enter("prune")
+    layers, density = _keeps(search.model.net)
+    assert abs(density - 0.1) < 0.005 and len({round(m.keep, 6) for m in layers}) > 3
+    depthwise = {m.weight.shape[-1]: m.keep for m in layers if getattr(m, "groups", 1) > 1}
+    assert depthwise[5] > 0.1 and depthwise[3] > 0.2  # spared: uniform keeps every layer at 0.1

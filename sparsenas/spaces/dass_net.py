@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import SparseConv2d, SparseLinear
+from ..ops.allocation import ALLOCATIONS, allocatable, scale_densities
 
 NODES = 4
 CELL_TYPES = ("normal", "reduce")
@@ -34,6 +35,31 @@ class Sparse:
 
     def linear(self, c_in, c_out) -> SparseLinear:
         return SparseLinear(c_in, c_out, keep=self.keep, mask_mode=self.mask_mode)
+
+
+ALLOCATION_METHODS = ("uniform", "er", "erk")
+
+
+def group_shape(layer: nn.Module) -> tuple[int, ...]:
+    """The weight shape of one group of a (grouped) conv: (C_out/g, C_in/g, k_h, k_w); a depthwise conv is
+    C_out kernels of shape (1, 1, k_h, k_w), each connected as densely as a dense layer of that shape."""
+    g = getattr(layer, "groups", 1)
+    return (layer.weight.shape[0] // g, *layer.weight.shape[1:])
+
+
+def reallocate(net: nn.Module, method: str, fixed: tuple[nn.Module, ...] = ()) -> None:
+    """Spread the weights that the sparse layers' keep ratios keep over the layers by `method` (uniform, er,
+    erk of sparsenas.ops.allocation, each layer's raw density from the shape of one of its groups): the overall
+    density stays; the `fixed` layers keep their ratios."""
+    layers = allocatable(net)
+    sizes = [m.weight.numel() for m in layers]
+    density = sum(m.keep * n for m, n in zip(layers, sizes)) / sum(sizes)
+    if method == "uniform" or density >= 1:
+        return
+    raw = [ALLOCATIONS.get(method)(group_shape(m), None) for m in layers]
+    pinned = {i: m.keep for i, m in enumerate(layers) if any(m is f for f in fixed)}
+    for m, d in zip(layers, scale_densities(sizes, raw, density, pinned)):
+        m.keep = min(1.0, max(d, 1.0 / m.weight.numel()))
 
 
 class ReLUConvBN(nn.Sequential):

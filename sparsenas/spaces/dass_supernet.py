@@ -42,7 +42,7 @@ from ..schema import OPT_NUM, Field, count, number
 from ..space import Arch, EvalContext, SupernetSearch
 from ..training import resolve_device
 from .bilevel import batches, split_halves
-from .dass_net import CELL_TYPES, NODES, OPS, DassNetwork, FactorizedReduce, ReLUConvBN, Sparse
+from .dass_net import CELL_TYPES, NODES, OPS, DassNetwork, FactorizedReduce, ReLUConvBN, Sparse, reallocate
 
 EDGES = sum(n + 2 for n in range(NODES))  # 14
 PHASES = ("pretrain", "prune", "finetune")
@@ -167,6 +167,7 @@ class DassSupernetSearch(SupernetSearch):
         self.phase = phase
         for layer in m.sparse_layers():
             layer.keep = 1.0 if phase == "pretrain" else self.keep
+        reallocate(m.net, self.space.options["allocation"])  # the space's allocation, as the derived net's
         _set_requires_grad(m.scores(), phase == "prune")
         _set_requires_grad(m.weights(), phase != "prune")
         _set_requires_grad(m.alphas(), phase != "prune")
