@@ -1,5 +1,7 @@
 """DASS as its authors wrote it: the supernet's norms (non-affine BN in the cells, BN after pooling ops), and a
 per-layer allocation (ERK) that spares the tiny depthwise kernels a uniform keep ratio wipes out."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +69,39 @@ def test_supernet_prunes_to_the_spaces_allocation():
     assert abs(density - 0.1) < 0.005 and len({round(m.keep, 6) for m in layers}) > 3
     depthwise = {m.weight.shape[-1]: m.keep for m in layers if getattr(m, "groups", 1) > 1}
     assert depthwise[5] > 0.1 and depthwise[3] > 0.2  # spared: uniform keeps every layer at 0.1
+
+
+def _search(**options):
+    from sparsenas.config import CORE
+    from sparsenas.space import EvalContext
+
+    data = {k: f.default for k, f in CORE["data"].items()} | {"limit": 64}
+    context = EvalContext(train={k: f.default for k, f in CORE["train"].items()}, data=data)
+    return DassSpace(C=4).supernet_search(context, 0, {"batch_size": 32, **options})
+
+
+def test_lr_restarts_per_phase_as_the_authors():
+    ours = _search(pretrain_epochs=2, prune_epochs=1, finetune_epochs=2)
+    assert [round(ours.lr_at(e), 4) for e in range(5)] == [0.025, round(0.001 + 0.012 * (1 + 2 ** -0.5), 4), 0.1,
+                                                           0.013, round(0.001 + 0.012 * (1 - 2 ** -0.5), 4)]
+    theirs = _search(pretrain_epochs=4, prune_epochs=2, finetune_epochs=4, lr_restarts=True)
+    lrs = [theirs.lr_at(e) for e in range(10)]
+    assert lrs[0] == lrs[6] == 0.025 and lrs[4] == 0.1  # every phase starts again from its lr
+    assert lrs[5] == pytest.approx(0.001 + 0.099 * 0.5 * (1 + math.cos(math.pi / 4)))  # prune over T = 4 epochs
+    assert lrs[3] == lrs[9] == pytest.approx(0.001 + 0.024 * 0.5 * (1 + math.cos(3 * math.pi / 4)))
+
+
+def test_dass_authors_preset_sets_their_optimisers():
+    from sparsenas.assemble import resolve
+    from sparsenas.config import load_preset
+    from sparsenas.space import SPACES
+    from sparsenas.strategies import STRATEGIES
+
+    cfg = resolve([load_preset("space", "dass", SPACES), load_preset("strategy", "dass_authors", STRATEGIES)])
+    options = cfg["strategy"]["options"]
+    search = _search(**{**options, "pretrain_epochs": 2, "prune_epochs": 1, "finetune_epochs": 2})
+    assert search.w_opt.defaults["momentum"] == search.s_opt.defaults["momentum"] == 0.0
+    assert search.w_opt.defaults["weight_decay"] == search.s_opt.defaults["weight_decay"] == 1e-3
+    assert (options["pretrain_epochs"], options["prune_epochs"], options["finetune_epochs"]) == (6, 3, 6)
+    search.run_epoch(2)  # prune: the score optimiser runs at the phase's scheduled lr
+    assert search.s_opt.param_groups[0]["lr"] == search.lr_at(2) == 0.1

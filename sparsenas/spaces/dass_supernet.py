@@ -13,10 +13,12 @@ search network, the BNs of the cells are not affine and pooling ops are followed
 Differences from the authors' code (PRDARTS/train_search.py, pruning.py; their phases run 100/50/100 epochs):
   - optimisers: theirs are three plain SGDs without momentum, weight decay 1e-3 (lr 0.025 pretrain, 0.1 prune,
     0.025 finetune); their `--momentum 0.9` / `--weight_decay 3e-4` reach only the architect's unrolled step.
-    Here the weights' SGD has `momentum` 0.9 and `weight_decay` 3e-4, the scores' SGD momentum 0.9, wd 1e-3.
+    Here the weights' SGD has `momentum` 0.9 and `weight_decay` 3e-4, the scores' SGD `score_momentum` 0.9,
+    wd 1e-3.
   - lr schedule: theirs restarts a cosine in each phase (T = 100 epochs, to 0.001): pretrain and finetune decay
     fully, prune runs 50 epochs of it (0.1 → ~0.05). Here one cosine `lr` → `lr_min` spans the pretrain and
-    finetune epochs together (finetune continues where pretrain stopped) and the score lr is constant.
+    finetune epochs together (finetune continues where pretrain stopped) and the score lr is constant;
+    `lr_restarts: true` is theirs. `--strategy dass_authors` sets all of theirs above (and their 2:1:2 phases).
   - prune: theirs freezes the conv/linear weights and α but not BN (`freeze_bn` false), so the stem's affine BN
     trains with the scores; here every parameter but the scores is frozen (running statistics update in both).
   - α steps in pretrain and finetune only, as their default trainer (`smooth`, whose extra loss is discarded);
@@ -108,6 +110,11 @@ class DassSupernet(nn.Module):
         return list(self.alpha.values())
 
 
+def cosine(top: float, bottom: float, t: float) -> float:
+    """Cosine decay from `top` (t = 0) to `bottom` (t = 1)."""
+    return bottom + 0.5 * (top - bottom) * (1 + math.cos(math.pi * t))
+
+
 def _set_requires_grad(params, flag: bool) -> None:
     for p in params:
         p.requires_grad_(flag)
@@ -121,6 +128,7 @@ class DassSupernetSearch(SupernetSearch):
         "momentum": number(0.9, 0), "weight_decay": number(3e-4, 0),
         "arch_lr": number(3e-3, 0, low_open=True), "arch_weight_decay": number(1e-3, 0),
         "score_lr": number(0.1, 0, low_open=True), "score_weight_decay": number(1e-3, 0),
+        "score_momentum": number(0.9, 0), "lr_restarts": Field(False, (bool,)),
         "grad_clip": number(5.0, 0),  # 0: no clipping
         "second_order": Field(False, (bool,)), "unroll_r": number(1e-2, 0, low_open=True),
         "latency_weight": number(0.0, 0),  # λ of the expected-latency term in α's loss (needs latency.predictor=lut)
@@ -146,7 +154,7 @@ class DassSupernetSearch(SupernetSearch):
                                      weight_decay=o["weight_decay"])
         self.a_opt = torch.optim.Adam(self.model.alphas(), lr=o["arch_lr"], betas=(0.5, 0.999),
                                       weight_decay=o["arch_weight_decay"])
-        self.s_opt = torch.optim.SGD(self.model.scores(), lr=o["score_lr"], momentum=0.9,
+        self.s_opt = torch.optim.SGD(self.model.scores(), lr=o["score_lr"], momentum=o["score_momentum"],
                                      weight_decay=o["score_weight_decay"])
         self.bounds = (o["pretrain_epochs"], o["pretrain_epochs"] + o["prune_epochs"])
         self.epochs = self.bounds[1] + o["finetune_epochs"]
@@ -172,12 +180,23 @@ class DassSupernetSearch(SupernetSearch):
         _set_requires_grad(m.weights(), phase != "prune")
         _set_requires_grad(m.alphas(), phase != "prune")
 
-    def _weight_lr(self, epoch: int) -> float:
-        """Cosine lr → lr_min over the epochs in which weights train (pretrain and finetune)."""
-        trained = [e for e in range(self.epochs) if self.phase_of(e) != "prune"]
-        t = trained.index(epoch) / max(1, len(trained))
-        o = self.o
-        return o["lr_min"] + 0.5 * (o["lr"] - o["lr_min"]) * (1 + math.cos(math.pi * t))
+    def lr_at(self, epoch: int) -> float:
+        """The epoch's lr — the weights' in pretrain and finetune, the scores' in prune. Default: one cosine
+        `lr` → `lr_min` over the pretrain and finetune epochs together, the score lr constant. `lr_restarts`
+        (the authors'): a cosine restarted in every phase, from its lr to `lr_min` over T epochs — the phase's
+        length for pretrain and finetune, the pretrain length for prune (their T = 100 in each phase, so their
+        50 prune epochs end halfway down)."""
+        o, phase = self.o, self.phase_of(epoch)
+        if not o["lr_restarts"]:
+            if phase == "prune":
+                return o["score_lr"]
+            trained = [e for e in range(self.epochs) if self.phase_of(e) != "prune"]
+            return cosine(o["lr"], o["lr_min"], trained.index(epoch) / max(1, len(trained)))
+        starts = (0, *self.bounds, self.epochs)
+        k = PHASES.index(phase)
+        length = starts[k + 1] - starts[k]
+        T = max(length, o["pretrain_epochs"]) if phase == "prune" else length
+        return cosine(o["score_lr"] if phase == "prune" else o["lr"], o["lr_min"], (epoch - starts[k]) / T)
 
     # -- expected latency -----------------------------------------------------------------------------
     def _op_latencies(self, context: EvalContext, input_shape) -> dict[str, torch.Tensor]:
@@ -272,9 +291,9 @@ class DassSupernetSearch(SupernetSearch):
         phase = self.phase_of(epoch)
         self._enter(phase)
         self.model.train()
-        lr = self._weight_lr(epoch) if phase != "prune" else self.o["score_lr"]
-        for group in self.w_opt.param_groups:
-            group["lr"] = lr if phase != "prune" else group["lr"]
+        lr = self.lr_at(epoch)
+        for group in (self.s_opt if phase == "prune" else self.w_opt).param_groups:
+            group["lr"] = lr
         train = batches(*self.train_split, self.o["batch_size"], self.generator)
         val = batches(*self.val_split, self.o["batch_size"], self.generator)
         train_losses, val_losses = [], []
