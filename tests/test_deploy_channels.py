@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from sparsenas.ops import SparseConv2d, SparseLinear
-from sparsenas.ops.channel_removal import StaticMap
+from sparsenas.ops.channel_removal import GatherDepthwise, StaticMap
 from sparsenas.ops.deploy import to_deployable
 from sparsenas.spaces.dass import DassSpace
 
@@ -107,8 +107,12 @@ def test_mobilenet_block_shrinks_expand_depthwise_and_project():
     dep, plan = to_deployable(model, torch.randn(2, 3, 10, 10))
     expand, dw, project = dep.block[0], dep.block[3], dep.block[6]
     project = project.inner if isinstance(project, StaticMap) else project
-    assert expand.out_channels == 32 and dw.in_channels == dw.out_channels == dw.groups == 32
-    assert project.in_channels == 32 and dep.block[1].num_features == dep.block[4].num_features == 32
+    assert expand.out_channels == 32 and dep.block[1].num_features == 32
+    # the depthwise conv's own empty filters go too: it gathers the live ones from the 32 expanded channels
+    kept_filters = set(plan["block.0"]["kept_out"]) & set(
+        model.block[3].mask().flatten(1).amax(1).nonzero().flatten().tolist())
+    assert isinstance(dw, GatherDepthwise) and dw.conv.groups == dw.conv.out_channels == len(kept_filters) < 32
+    assert project.in_channels == dep.block[4].num_features == len(kept_filters)
 
 
 def test_removed_channels_with_constant_values_are_folded_into_the_consumer():

@@ -8,6 +8,7 @@ from torch import nn
 
 from conftest import cli
 from sparsenas.export import load_exported
+from sparsenas.ops.channel_removal import GatherDepthwise
 from sparsenas.ops.deploy import ChannelSlice, CSRLinear, fits_2_4, to_deployable
 from sparsenas.ops.formats import FORMATS, densified
 from sparsenas.ops import SparseConv2d, SparseLinear
@@ -41,9 +42,11 @@ def test_exported_outputs_match_masked_model(csr):
         assert "csr" not in actions.values()
     # channel masks: the producer and its consumers shrink, through ReLU, a depthwise conv and a flatten
     assert dep[3].out_channels == 4 and len(plan["3"]["kept_out"]) == 4
-    assert dep[5].in_channels == dep[5].out_channels == dep[5].groups == 4
-    assert dep[7].in_features == 4 * 16 and plan["7"]["kept_in"][:16] == list(range(plan["3"]["kept_out"][0] * 16,
-                                                                                      plan["3"]["kept_out"][0] * 16 + 16))
+    dw, first = dep[5], plan["5"]["kept_out"][0]  # the depthwise conv also drops its own empty filters
+    assert plan["5"]["kept_in"] == plan["3"]["kept_out"] and isinstance(dw, GatherDepthwise)
+    assert dw.conv.groups == dw.conv.out_channels == len(plan["5"]["kept_out"]) < 4
+    assert dep[7].in_features == dw.conv.out_channels * 16 and plan["7"]["kept_in"][:16] == list(
+        range(first * 16, first * 16 + 16))
     assert dep[11].out_features == round(0.4 * 16) and dep[13].in_features == round(0.4 * 16)
     assert not any(n.endswith("scores") or "mask_buf" in n for n in dep.state_dict())
 

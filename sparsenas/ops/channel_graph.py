@@ -1,6 +1,9 @@
 """Which channels of a plain (masks baked in) network can be physically removed: a torch.fx trace, an exact
 input-dependence analysis per channel, and the channel groups that must keep the same channels.
 
+A depthwise conv whose empty filters sit on live input channels becomes a source too ("gather": it computes
+only its live channels, from a gathered subset of its input) where its output reaches only channel-wise ops.
+
 A channel is *live* when its value depends on the network input. A conv/linear output channel is static (not
 live) when its weights on every live input channel are zero (a masked filter: its value is its bias, then BN's
 shift, an activation of that, …); static channels stay static through channel-wise ops (BN, activations,
@@ -32,6 +35,8 @@ CHANNELWISE_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Lea
 CHANNELWISE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.hardtanh, F.gelu, F.silu, F.hardswish, torch.sigmoid,
                          torch.tanh, F.dropout, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.leaky_relu}
 CHANNELWISE_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "clone"}
+GATHER_BELOW = 0.8  # a depthwise conv gathers its input only when that drops >= 20% of its channels (the copy costs)
+SOURCES = ("conv", "linear", "gather")  # rules whose output channels need not follow their input's
 ELEMENTWISE = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul,
                "add", "sub", "mul", "div"}
 
@@ -219,7 +224,7 @@ class _Kept:
         g, members = self.g, self.members[root]
         size = len(g.live[members[0].name])
         derived = [m for m in members if g.rules[m.name] in ("cat", "flatten")]
-        free = [m for m in members if g.rules[m.name] in ("conv", "linear")]
+        free = [m for m in members if g.rules[m.name] in SOURCES]
         if any(m.name in g.needs_all for m in members) or len(derived) > 1 or (derived and free):
             for d in derived:  # a concatenation feeding a group that keeps everything keeps all its inputs
                 g.needs_all.update(a.name for a in _tensors(d) if a.name in g.live)
@@ -243,6 +248,28 @@ class _Kept:
         return torch.cat(parts)
 
 
+def _gathering_graph(nodes, rules: dict[str, str], live: dict, values: dict) -> _Graph:
+    """The grouped graph, with a depthwise conv that has empty filters on ≥ 20% of its live input channels as a
+    source of its own ("gather": it computes only its live channels, from a gathered subset of its input) wherever its
+    output reaches only channel-wise ops before its consumers; elsewhere it stays channel-wise."""
+    for n in nodes:
+        if rules[n.name] == "depthwise" and 0 < int(live[n.name].sum()) <= GATHER_BELOW * int(
+                live[_tensors(n)[0].name].sum()):
+            rules[n.name] = "gather"
+    while True:
+        graph = _Graph(nodes, rules, live, values)
+        graph.build_groups()
+        members: dict[str, list[str]] = {}
+        for name in live:
+            members.setdefault(graph.groups.find(name), []).append(name)
+        bad = [n.name for n in nodes if rules[n.name] == "gather" and any(
+            m != n.name and rules[m] != "channelwise" or m in graph.needs_all
+            for m in members[graph.groups.find(n.name)])]
+        if not bad:
+            return graph
+        rules.update({name: "depthwise" for name in bad})
+
+
 @torch.no_grad()
 def plan_removal(model: nn.Module, example: torch.Tensor) -> Removal:
     """The channels of every conv / linear / depthwise conv / BatchNorm of the plain, eval-mode `model` that
@@ -259,16 +286,15 @@ def plan_removal(model: nn.Module, example: torch.Tensor) -> Removal:
         if isinstance(values.get(n.name), torch.Tensor) and rules[n.name] not in ("meta", "output"):
             module = modules.get(n.target) if n.op == "call_module" else None
             live[n.name] = _live(rules[n.name], n, module, live, values)
-    graph = _Graph(nodes, rules, live, values)
-    graph.build_groups()
+    graph = _gathering_graph(nodes, rules, live, values)
     kept = graph.kept_all()
     removal = Removal()
     for n in nodes:
-        if n.op != "call_module" or rules[n.name] not in ("conv", "linear", "depthwise", "channelwise"):
+        if n.op != "call_module" or rules[n.name] not in ("conv", "linear", "gather", "depthwise", "channelwise"):
             continue
         out = kept[graph.groups.find(n.name)]
         src = _tensors(n)[0]
-        kin = out if rules[n.name] != "conv" and rules[n.name] != "linear" else kept[graph.groups.find(src.name)]
+        kin = kept[graph.groups.find(src.name)] if rules[n.name] in SOURCES else out
         full_in, full_out = values[src.name].shape[1], values[n.name].shape[1]
         if rules[n.name] == "channelwise" and not isinstance(modules[n.target], nn.modules.batchnorm._BatchNorm):
             continue

@@ -52,9 +52,24 @@ def _copy(new: nn.Module, tensors: dict[str, torch.Tensor | None], old: nn.Modul
     return new
 
 
+class GatherDepthwise(nn.Module):
+    """A depthwise conv over a subset of its input's channels: x[:, index], then the conv."""
+
+    def __init__(self, index: torch.Tensor, conv: nn.Conv2d):
+        super().__init__()
+        self.register_buffer("index", index.clone())
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.index_select(1, self.index))
+
+
 @SLICERS.register("Conv2d")
 def _conv(m: nn.Conv2d, kin, kout):
     depthwise = m.groups > 1
+    if depthwise and not torch.equal(kin, kout):  # "gather": kout ⊆ kin, both sorted
+        where = torch.searchsorted(kin, kout)
+        return GatherDepthwise(where.to(m.weight.device), _conv(m, kout, kout))
     w = m.weight[kout] if depthwise else m.weight[kout][:, kin]
     new = nn.Conv2d(len(kin), len(kout), m.kernel_size, m.stride, m.padding, m.dilation,
                     len(kout) if depthwise else 1, bias=m.bias is not None)
