@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -170,35 +171,45 @@ def mean_of(rows, key, objectives, diff=False) -> float:
     return mean_std(values)[0] if values else float("nan")
 
 
+def run_unit(args, seed: int, strategy: str) -> list[dict]:
+    """Every search of one strategy and seed (their trainings shared), in one process with one torch thread."""
+    torch.set_num_threads(1)
+    tpe_schedulers = ("none", *[s for s in args.tpe_schedulers.split(",") if s])
+    space, rows, start = ReplayDass(C=args.C, layers=3), [], time.perf_counter()
+    for multi, names in ((False, SINGLE), (True, ("none", "asha"))):
+        for name in names:
+            if strategy == "tpe" and name not in tpe_schedulers:
+                continue
+            rows.append(run_search(args, space, strategy, seed, name, multi))
+            r = rows[-1]
+            print(f"[{time.perf_counter() - start:6.0f} s] {strategy} seed {seed} {r['objectives']} obj {name}: "
+                  f"epochs {r['epochs']} stopped {r['stopped']} best val {r['best_val']:.4f}", flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--budget", type=int, default=8, help="trials per search")
     p.add_argument("--epochs", type=int, default=6, help="train.epochs (asha rungs at 1 and 3)")
-    p.add_argument("--limit", type=int, default=1000, help="MNIST training images used")
+    p.add_argument("--limit", type=int, default=500, help="MNIST training images used")
     p.add_argument("--C", type=int, default=4, help="dass channels of the first cell")
     p.add_argument("--startup", type=int, default=3, help="tpe n_startup_trials")
     p.add_argument("--tpe-schedulers", default="asha", help="schedulers tpe runs besides none (comma-separated)")
     p.add_argument("--data", default=str(MNIST), help="mnist.pkl.gz")
+    p.add_argument("--jobs", type=int, default=1, help="processes, each running one strategy and seed at a time")
     add_json_argument(p)
     args = p.parse_args()
     if not Path(args.data).exists():
         raise SystemExit(f"MNIST not found at {args.data} (see ../shared/data/README.md)")
-    torch.set_num_threads(1)
-    tpe_schedulers = ("none", *[s for s in args.tpe_schedulers.split(",") if s])
-    rows, start = [], time.perf_counter()
-    for seed in range(args.seeds):
-        for strategy in ("random", "tpe"):
-            space = ReplayDass(C=args.C, layers=3)
-            for multi, names in ((False, SINGLE), (True, ("none", "asha"))):
-                for name in names:
-                    if strategy == "tpe" and name not in tpe_schedulers:
-                        continue
-                    rows.append(run_search(args, space, strategy, seed, name, multi))
-                    r = rows[-1]
-                    print(f"[{time.perf_counter() - start:6.0f} s] {strategy} seed {seed} {r['objectives']} obj "
-                          f"{name}: epochs {r['epochs']} stopped {r['stopped']} best val {r['best_val']:.4f}",
-                          flush=True)
+    start = time.perf_counter()
+    units = [(seed, strategy) for seed in range(args.seeds) for strategy in ("random", "tpe")]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = [r for part in pool.map(run_unit, [args] * len(units), *zip(*units)) for r in part]
+    else:
+        rows = [r for seed, strategy in units for r in run_unit(args, seed, strategy)]
+    print(f"{time.perf_counter() - start:.0f} s in all", flush=True)
     hypervolumes(rows)
     summary, markdown = summarise(rows, args)
     print(markdown)

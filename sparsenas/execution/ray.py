@@ -219,7 +219,7 @@ class RayExecutor(Executor):
             (task, number), (actor, worker) = self._queue.popleft(), self._idle.pop()
             now = time.monotonic()
             deadline = now + self.kill_timeout_s if self.kill_timeout_s else None
-            scheduled = self.on_report is not None and task.supernet is None
+            scheduled = self.on_report is not None  # a supernet job's derived arch is scheduled as it trains
             reports = self._reports if task.supernet is not None or scheduled else None
             ref = actor.run.remote(task, reports, self._board if scheduled else None, number)
             self._running[ref] = _Attempt(task, number, actor, worker, now, deadline)
