@@ -1,5 +1,6 @@
 """Dependency-aware channel removal: exported outputs match the masked model for every mask structure on a
 DARTS cell network, a ResNet basic block and a MobileNetV2 inverted residual; producers and consumers shrink."""
+import model_zoo  # noqa: F401 — the model space resolves its factories in this module
 import numpy as np
 import pytest
 import torch
@@ -9,6 +10,7 @@ from sparsenas.ops import SparseConv2d, SparseLinear
 from sparsenas.ops.channel_removal import GatherDepthwise, StaticMap
 from sparsenas.ops.deploy import to_deployable
 from sparsenas.spaces.dass import DassSpace
+from sparsenas.spaces.model import ModelSpace
 
 STRUCTURES = [("channel", 0.5), ("magnitude", 0.1), ("scores", 0.3), ("random", 0.2)]
 
@@ -146,3 +148,17 @@ def test_untraceable_model_falls_back_and_says_why():
     dep, plan = to_deployable(model, x)
     assert plan["a"]["action"] == "channel" and "channel removal failed" in plan["a"]["note"]
     assert (dep(x) - model(x)).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("factory,kwargs", [("resnet18", {"width": 4}),
+                                            ("mobilenet_v2", {"width_mult": 0.25, "last": 32})])
+def test_model_space_networks_lose_their_masked_channels_exactly(factory, kwargs):
+    """The `model` space's user networks (ResNet-18, MobileNetV2 of tests/model_zoo.py) with channel masks."""
+    space = ModelSpace(factory=f"model_zoo:{factory}", factory_kwargs=kwargs, group_by="block",
+                       structures=["channel"], target_sparsity=0.5)
+    torch.manual_seed(0)
+    model = _randomise_bn(space.build(space.sample(np.random.default_rng(0)), (1, 28, 28), 4))
+    x = torch.randn(2, 1, 28, 28)
+    dep, plan = to_deployable(model, x, csr="never")
+    assert (dep(x) - model(x)).abs().max().item() < 1e-4
+    assert sum("kept_in" in e for e in plan.values()) > 10 and not any(e.get("note") for e in plan.values())
