@@ -149,7 +149,8 @@ def summarise(rows: list[dict], args) -> tuple[dict, str]:
             f"({summary['wall_ratio_asha']:.0%} of their training time) and ended "
             f"{summary['val_gap_asha_pts']:+.2f} points of best val_acc behind them on average"
             + (f" (paired over strategies × seeds: p = {test['p_ttest']:.2g})" if test else "")
-            + f": the single-objective target (≤ 40% of the epochs, ≤ 0.5 points) is {'met' if met[0] else 'not met'}. "
+            + ": the single-objective target (≤ 40% of the epochs, ≤ 0.5 points) is "
+            + f"{'met' if met[0] else 'not met'}. "
             f"With two objectives asha kept {summary['hv_ratio_mo']:.1%} of the hypervolume with "
             f"{summary['epochs_ratio_mo']:.0%} of the epochs: the target (≥ 95%, ≤ 50%) is "
             f"{'met' if met[1] else 'not met'}.")

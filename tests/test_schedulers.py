@@ -122,7 +122,8 @@ def test_bad_options_are_one_line_config_errors(options, words):
 def search_config(budget=10, scheduler=None, objective=None, epochs=EPOCHS, **sections):
     return resolve([{"space": {"name": "curves"}, "strategy": {"name": "random"},
                      "search": {"budget": budget, "seed": 7}, "train": {"epochs": epochs},
-                     "scheduler": {"name": "asha"} if scheduler is None else scheduler, **({"objective": objective} if objective else {}),
+                     "scheduler": {"name": "asha"} if scheduler is None else scheduler,
+                     **({"objective": objective} if objective else {}),
                      **sections}])
 
 
@@ -203,6 +204,14 @@ def test_bad_settings_exit_2_with_one_line_before_writing(runs, capsys, sets, wo
     err = capsys.readouterr().err.strip()
     assert code == 2 and words in err and len(err.splitlines()) == 1
     assert not (runs / "bad").exists()
+
+
+def test_space_without_per_epoch_reports_refuses_a_scheduler():
+    import faulty_plugin  # noqa: F401 — registers `faulty`, whose evaluate takes no on_epoch
+
+    config = resolve([{"space": {"name": "faulty"}, "strategy": {"name": "random"}, "scheduler": {"name": "median"}}])
+    with pytest.raises(ConfigError, match="needs per-epoch reports, and space 'faulty' reports none"):
+        Search(config, None, progress=False)
 
 
 def test_kill_9_and_resume_keep_every_trial_once_and_the_rungs(runs):

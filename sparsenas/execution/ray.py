@@ -304,5 +304,5 @@ class RayExecutor(Executor):
                            duration_s=time.monotonic() - attempt.started, worker=attempt.worker, error=error)
 
 
-__all__ = ["RayExecutor", "EpochMetrics", "StopBoard", "TrialSpec", "TrialWorker", "LocalRay", "connect", "check_resources", "workers",
-           "worker_id", "node_of"]
+__all__ = ["RayExecutor", "EpochMetrics", "StopBoard", "TrialSpec", "TrialWorker", "LocalRay", "connect",
+           "check_resources", "workers", "worker_id", "node_of"]
