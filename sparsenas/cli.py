@@ -85,6 +85,9 @@ def _add_export(sub) -> None:
                    help="also write model.torchscript.pt (runs with torch alone, CSR kept) or model.onnx (sparse "
                         "layers dense; needs the onnx extra); default pt: the state dict only")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device to retrain and export on")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="samples per forward pass the kernels are timed for (default 1, as `latency`)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads the kernels are timed with (default 1)")
     p.set_defaults(func=cmd_export)
 
 
@@ -206,7 +209,7 @@ def cmd_report(args) -> int:
 
 def cmd_export(args) -> int:
     info = export_run(Path(args.run_dir), trial=args.trial, out=args.out, epochs=args.epochs, csr=args.csr,
-                      device=args.device, fmt=args.format)
+                      device=args.device, fmt=args.format, batch_size=args.batch_size, threads=args.threads)
     print(format_plan(info["plan"]))
     shown = ", ".join(f"{k}={v:.4g}" for k, v in info["metrics"].items())
     out = args.out or Path(args.run_dir) / f"export-trial{info['trial']}"

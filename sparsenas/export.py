@@ -58,13 +58,17 @@ def _build(config: dict, arch, seed: int, input_shape, num_classes: int) -> nn.M
 
 
 def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None = None, csr: str = "auto",
-               device: str = "cpu", fmt: str = "pt", log=print) -> dict:
-    """Retrain the chosen trial's architecture and write the deployable module; returns export.json's dict.
-    Everything the user gives is checked before retraining."""
+               device: str = "cpu", fmt: str = "pt", batch_size: int = 1, threads: int = 1, log=print) -> dict:
+    """Retrain the chosen trial's architecture and write the deployable module, its kernels timed for the
+    target (`batch_size` samples per forward pass, `threads` CPU threads, `device`); returns export.json's
+    dict. Everything the user gives is checked before retraining."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} does not exist")
     check_format(fmt)
+    for flag, value in (("--batch-size", batch_size), ("--threads", threads)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     run = RunDir(run_dir)
     config = resolve([run.read_config()])
     record = _chosen_trial(run, config, trial)
@@ -81,7 +85,12 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
     metrics = train_and_evaluate(model, data, config["train"], record.seed, device)
     model = model.to(device).eval()
     example = data.val[0][:256].to(device)
-    deployable, plan = to_deployable(model, example, csr=csr, device=device)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        deployable, plan = to_deployable(model, example[:batch_size], csr=csr, device=device)
+    finally:
+        torch.set_num_threads(before)
     diff = max_abs_diff(model, deployable, example)
     if not diff < 1e-4:
         raise RuntimeError(f"exported model differs from the masked model by {diff:.3g} (> 1e-4)")
@@ -93,7 +102,8 @@ def export_run(run_dir, trial: int | None = None, out=None, epochs: int | None =
     layers = [row.as_dict() for row in count_layers(model.cpu(), data.input_shape)]
     info = {"run_dir": str(run_dir), "trial": record.trial, "seed": record.seed, "arch": dict(record.arch),
             "label": record.label, "metrics": metrics, "max_abs_diff": diff, "input_shape": list(data.input_shape),
-            "num_classes": data.num_classes, "plan": plan, "layers": layers, "artifact": artifact, "config": config}
+            "num_classes": data.num_classes, "plan": plan, "layers": layers, "artifact": artifact,
+            "target": {"batch_size": batch_size, "threads": threads, "device": device}, "config": config}
     (out / "export.json").write_text(json.dumps(info, indent=1))
     return info
 

@@ -101,14 +101,17 @@ def test_export_of_run_without_success_is_one_line_exit_2(tmp_path, capsys):
     assert cli("export", run, "--trial", 0) == 2
     assert "is failed, not ok" in capsys.readouterr().err
     assert cli("export", tmp_path / "nope") == 2
+    assert cli("export", run, "--batch-size", 0) == 2
+    assert "--batch-size must be >= 1" in capsys.readouterr().err
 
 
 def test_cli_export_end_to_end(tmp_path, capsys):
     run = _fake_run(tmp_path, "ok")
-    assert cli("export", run, "--out", tmp_path / "exp", "--format", "torchscript") == 0
+    assert cli("export", run, "--out", tmp_path / "exp", "--format", "torchscript", "--batch-size", "8") == 0
     assert "exported trial 0" in capsys.readouterr().out
     info = json.loads((tmp_path / "exp" / "export.json").read_text())
     assert info["max_abs_diff"] < 1e-4 and info["trial"] == 0 and info["seed"] == 3
+    assert info["target"] == {"batch_size": 8, "threads": 1, "device": "cpu"}
     assert info["layers"] and all(r["nnz"] <= r["weights"] and r["flops_sparse"] <= r["flops"] for r in info["layers"])
     state = torch.load(tmp_path / "exp" / "model.pt", weights_only=True)
     assert state and not any("scores" in k for k in state)
