@@ -4,7 +4,7 @@ structure is known, by a margin and with significance — so that a strategy mad
 A `Problem` is a small space of categorical dims with metrics computed from the arch (no training): its
 optimum, and the best hypervolume of a two-objective one, are known by enumerating it. The synthetic ones
 (`PROBLEMS`): `additive` (each dim's value adds a weight), `interactions` (plus a term on each pair of
-neighbouring dims), `constrained` (additive, but the archs worth most cost most and a cost bound leaves ~30%
+neighbouring dims), `constrained` (additive, but the archs worth most cost most and a cost bound leaves half
 of the space feasible; a broken bound is found before training, as the search loop does: status
 `infeasible`) and `two_objectives` (maximise the additive value, minimise a cost that grows with it). A
 tabulated benchmark is a problem too (`table_problem`; `nb201_problem` for the NAS-Bench-201 CSV).
