@@ -5,7 +5,7 @@ from torch import nn
 
 from sparsenas.ops import SparseConv2d, SparseLinear
 from sparsenas.ops.deploy import CSRConv1x1, to_deployable
-from sparsenas.ops.planner import MIN_MARGIN, candidates, choose, price
+from sparsenas.ops.planner import MIN_MARGIN, LayerSpec, candidates, choose, layer_from_spec, price, price_spec
 from sparsenas.ops.timing import Timing
 
 
@@ -73,3 +73,13 @@ def test_semi_structured_is_a_candidate_on_ampere_or_newer():
     lin = nn.Linear(128, 128).cuda().half()
     lin.weight.data.mul_(torch.tensor([1.0, 1.0, 0.0, 0.0], device="cuda").repeat(128, 32).half())
     assert "nm" in candidates(lin, "cuda")
+
+
+def test_a_layer_spec_is_priced_through_the_same_candidates():
+    spec = LayerSpec(c_in=64, c_out=32, kernel=1, hw=4, batch=2, density=0.1)
+    layer, x = layer_from_spec(spec)
+    assert isinstance(layer, nn.Conv2d) and x.shape == (2, 64, 4, 4)
+    assert abs(float((layer.weight != 0).float().mean()) - 0.1) < 0.03
+    assert set(price_spec(spec, repeats=4)) == set(candidates(layer)) == {"dense", "csr"}
+    blocked, _ = layer_from_spec(LayerSpec(c_in=64, c_out=64, density=0.25, block=16))
+    assert list(candidates(blocked)) == ["dense", "csr", "bsr"]

@@ -6,6 +6,7 @@ Public API, so that a latency predictor prices exactly what export deploys (one 
   candidates(module, device) -> {kernel: build}      the kernels that exist for `module` on `device`
   price(module, x, device) -> {kernel: Timing}       each candidate timed on `x` (`ops.timing.robust_ms`)
   choose(times) -> (kernel, margin)                  the pick: dense unless clearly faster
+  price_spec(LayerSpec(...), device) -> {kernel: Timing}   the same for a layer given by its sizes and density
 Kernels (KERNELS registry; each says when it exists):
   dense  the plain layer (always)
   csr    linear or 1×1 conv with W as CSR (torch.sparse.mm on the (C, N·H·W) activation); sparsity ≥ 50%
@@ -151,6 +152,47 @@ def price(module: nn.Module, x: torch.Tensor, device: str = "cpu", exclude: tupl
     times = robust_ms([lambda m=m: m(x) for m in built.values()], device="cuda" if "cuda" in str(device) else "cpu",
                       repeats=repeats)
     return dict(zip(built, times))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer as a latency table keys it: linear (kernel 0) or conv, its sizes, the input's batch and
+    spatial size, and its density; `block` > 0 makes the zeros whole block×block blocks (else unstructured)."""
+
+    c_in: int
+    c_out: int
+    kernel: int = 0
+    stride: int = 1
+    hw: int = 1
+    batch: int = 1
+    density: float = 1.0
+    block: int = 0
+    groups: int = 1
+
+
+def layer_from_spec(spec: LayerSpec, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+    """A plain layer with a random mask of `spec.density` and a random input, to price `spec` by `price`."""
+    g = torch.Generator().manual_seed(seed)
+    if spec.kernel == 0:
+        layer, x = nn.Linear(spec.c_in, spec.c_out), torch.randn(spec.batch, spec.c_in, generator=g)
+    else:
+        layer = nn.Conv2d(spec.c_in, spec.c_out, spec.kernel, spec.stride, spec.kernel // 2, groups=spec.groups)
+        x = torch.randn(spec.batch, spec.c_in, spec.hw, spec.hw, generator=g)
+    w = layer.weight.data
+    if spec.block:
+        blocks = torch.rand(-(-w.shape[0] // spec.block), -(-w.shape[1] // spec.block), generator=g) < spec.density
+        keep = blocks.repeat_interleave(spec.block, 0).repeat_interleave(spec.block, 1)[:w.shape[0], :w.shape[1]]
+        keep = keep.reshape(*keep.shape, *[1] * (w.dim() - 2))
+    else:
+        keep = torch.rand(w.shape, generator=g) < spec.density
+    w.mul_(keep)
+    return layer.eval(), x
+
+
+def price_spec(spec: LayerSpec, device: str = "cpu", repeats: int = 15) -> dict[str, Timing]:
+    """Every candidate kernel of the layer `spec` describes, timed as export times it (`price`)."""
+    layer, x = layer_from_spec(spec)
+    return price(layer.to(device), x.to(device), device, repeats=repeats)
 
 
 def choose(times: dict[str, Timing]) -> tuple[str, float]:
