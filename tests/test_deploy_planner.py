@@ -83,3 +83,14 @@ def test_a_layer_spec_is_priced_through_the_same_candidates():
     assert set(price_spec(spec, repeats=4)) == set(candidates(layer)) == {"dense", "csr"}
     blocked, _ = layer_from_spec(LayerSpec(c_in=64, c_out=64, density=0.25, block=16))
     assert list(candidates(blocked)) == ["dense", "csr", "bsr"]
+
+
+@pytest.mark.parametrize("batch,hw,stride", [(1, 8, 1), (3, 8, 2), (3, 17, 1), (2, 40, 2)])
+def test_csr_pointwise_conv_matches_on_both_paths(batch, hw, stride):
+    """Small images: one product over the batch; from PER_SAMPLE_HW pixels on: one product per sample."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 8, 1, stride=stride)
+    conv.weight.data.mul_(torch.rand_like(conv.weight) < 0.2)
+    x = torch.randn(batch, 16, hw, hw)
+    with torch.no_grad():
+        assert (CSRConv1x1(conv)(x) - conv(x)).abs().max().item() < 1e-5

@@ -69,8 +69,12 @@ class CSRLinear(_CSRWeight):
         return filled(out, self.dense_weight(), self.bias)
 
 
+PER_SAMPLE_HW = 256  # from this many pixels on, one CSR product per sample beats transposing the batch (issue #19)
+
+
 class CSRConv1x1(_CSRWeight):
-    """A 1×1 convolution (no padding, any stride) as W_csr (O, C) @ X (C, N·H·W)."""
+    """A 1×1 convolution (no padding, any stride) as W_csr (O, C) @ X (C, N·H·W): one product over the whole
+    batch (two transposed copies) for small images, one per sample (none) from PER_SAMPLE_HW pixels on."""
 
     def __init__(self, conv: nn.Conv2d):
         self.out_features, self.in_features = conv.out_channels, conv.in_channels
@@ -81,12 +85,22 @@ class CSRConv1x1(_CSRWeight):
         if self.stride != (1, 1):
             x = x[:, :, ::self.stride[0], ::self.stride[1]]
         n, c, h, w = x.shape
-        flat = x.reshape(c, h * w) if n == 1 else x.transpose(0, 1).reshape(c, n * h * w)
-        y = self.csr() @ flat
+        weight = self.csr()
+        if n > 1 and h * w >= PER_SAMPLE_HW and not torch.jit.is_tracing():
+            y = self._per_sample(weight, x.reshape(n, c, h * w))
+        else:
+            flat = x.reshape(c, h * w) if n == 1 else x.transpose(0, 1).reshape(c, n * h * w)
+            y = (weight @ flat).reshape(self.out_features, n, h * w).transpose(0, 1)
         if self.bias is not None:
             y = y + self.bias[:, None]
-        y = y.reshape(self.out_features, n, h, w)
-        return y.transpose(0, 1)
+        return y.reshape(n, self.out_features, h, w)
+
+    def _per_sample(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """W @ x[i] into the rows of one output: no transposed copies of large activations."""
+        out = x.new_empty(x.shape[0], self.out_features, x.shape[2])
+        for i in range(x.shape[0]):
+            torch.mm(weight, x[i], out=out[i])
+        return out
 
     def dense(self) -> nn.Conv2d:
         """The same layer as a plain 1×1 nn.Conv2d (for formats without sparse tensors)."""
