@@ -93,4 +93,5 @@ def test_csr_pointwise_conv_matches_on_both_paths(batch, hw, stride):
     conv.weight.data.mul_(torch.rand_like(conv.weight) < 0.2)
     x = torch.randn(batch, 16, hw, hw)
     with torch.no_grad():
-        assert (CSRConv1x1(conv)(x) - conv(x)).abs().max().item() < 1e-5
+        y = CSRConv1x1(conv)(x)
+    assert (y - conv(x)).abs().max().item() < 1e-5 and y.is_contiguous()

@@ -90,7 +90,8 @@ class CSRConv1x1(_CSRWeight):
             y = self._per_sample(weight, x.reshape(n, c, h * w))
         else:
             flat = x.reshape(c, h * w) if n == 1 else x.transpose(0, 1).reshape(c, n * h * w)
-            y = (weight @ flat).reshape(self.out_features, n, h * w).transpose(0, 1)
+            # contiguous: a following BatchNorm runs ~9× slower on the transposed view (measured, 128×14×14, b64)
+            y = (weight @ flat).reshape(self.out_features, n, h * w).transpose(0, 1).contiguous()
         if self.bias is not None:
             y = y + self.bias[:, None]
         return y.reshape(n, self.out_features, h, w)
