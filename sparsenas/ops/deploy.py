@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import ConfigError
 from .channel_graph import plan_removal
 from .channel_removal import StaticMap, apply_entries, remove_channels, replace_module
-from .planner import KERNELS, choose, fits_2_4, price, semi_structured_ok
+from .planner import KERNELS, candidates, choose, fits_2_4, price, semi_structured_ok
 from .sparse import SparseMixin
 from .sparse_kernels import ChannelSlice, CSRConv1x1, CSRLinear
 
@@ -120,9 +120,9 @@ def _pick(layer: nn.Module, x: torch.Tensor | None, csr: str, device: str) -> tu
         return "csr", {}
     if x is None or csr == "never":  # untimed: the structure alone decides
         return ("nm", {}) if exists["nm"] is None else ("dense", {})
-    times = price(layer, x, device)
-    if len(times) == 1:
+    if list(candidates(layer, device)) == ["dense"]:
         return "dense", {"note": "no sparse kernel for this layer here"}
+    times = price(layer, x, device)
     kernel, margin = choose(times)
     note = ", ".join(f"{k} {t.ms:.3f} ms" for k, t in times.items()) + f" (needs {margin:.0%} over dense)"
     return kernel, {"times_ms": {k: round(t.ms, 5) for k, t in times.items()}, "note": note}
