@@ -9,9 +9,11 @@ within ±10% and Spearman. Each held-out arch is measured twice — the share of
 first is the noise floor.
 
 Part 2 (learned): time `--nb201-archs` NB201 cell networks (C, N, input size, batch below) with torch and with ONNX
-Runtime (`measured`, runtime onnxruntime: exported, zero products folded, all ORT optimisations); fit the learned
-predictor on 10, 50, 100, 200 of them (the first 200 are the training pool) and evaluate on all the others (>= 1000
-with the default 1200); then few-shot transfer: ORT from 20 samples with the torch predictor (200) as `prior`.
+Runtime (`measured`, runtime onnxruntime: exported, zero products folded, all ORT optimisations), each arch twice
+(shuffled order, then reversed; the lower time; the second within ±10% of the first is the noise floor); fit the
+learned predictor on 10, 50, 100, 200 of them (the first 200 are the training pool) and evaluate on all the others
+(>= 1000 with the default 1200); then few-shot transfer: ORT from 20 samples with the torch predictor (200) as prior.
+The lut tables and NB201 timings are written to --table-out.
 
     python benchmarks/latency_accuracy.py --hog 2     # the acceptance run (~35-45 min on an idle 2-core CPU)
 
@@ -91,6 +93,9 @@ def lut_part(args, result: dict, rows: list) -> None:
                 hog_table = profile(space, target, io, archs=args.profile_archs, calibration=args.calibration,
                                     seed=0, log=lambda m: None)
                 hog_load = load()
+        for tag, t in (("idle", table), ("hog", hog_table)):
+            if t is not None:
+                t.save(Path(args.table_out) / f"lut_{name}_{tag}.json")
         measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
         rng = np.random.default_rng(12345)
         archs = [space.sample(rng) for _ in range(args.holdout)]
@@ -172,21 +177,34 @@ def nb201_archs(args) -> list:
     return archs
 
 
-def nb201_timed(args, archs, runtime: str) -> list[float]:
+def nb201_timed(args, archs, runtime: str, result: dict) -> list[float]:
+    """Each arch timed twice, in a shuffled order and then in its reverse, so that a drift of the machine's
+    load hits training and held-out archs alike; its latency is the lower of the two (the noise floor: the
+    share of second times within ±10% of the first)."""
     space = NB201Space(mode="train", C=args.nb201_C, N=args.nb201_N)
     io = ModelIO((3, args.nb201_size, args.nb201_size), 10)
     measured = MeasuredLatency(space, Target(batch_size=args.nb201_batch), io, warmup=3, repeats=10,
                                runtime=runtime)
     start = time.perf_counter()
-    lat = [measured.predict(a) for a in archs]
-    print(f"{runtime}: {len(archs)} latencies in {time.perf_counter() - start:.0f} s (median {np.median(lat):.3f} "
-          f"ms, min {min(lat):.3f}, max {max(lat):.3f}); {load()}", flush=True)
+    order = np.random.default_rng(11).permutation(len(archs))
+    passes = []
+    for sequence in (order, order[::-1]):
+        times = np.empty(len(archs))
+        for i in sequence:
+            times[i] = measured.predict(archs[i])
+        passes.append(times)
+    lat = [float(v) for v in np.minimum(*passes)]
+    tag = "ort" if runtime == "onnxruntime" else runtime
+    result[f"noise_within10_{tag}"] = within(passes[1], passes[0])
+    print(f"{runtime}: {len(archs)} archs timed twice in {time.perf_counter() - start:.0f} s (median "
+          f"{np.median(lat):.3f} ms, min {min(lat):.3f}, max {max(lat):.3f}; noise floor: second within ±10% of "
+          f"first for {result[f'noise_within10_{tag}']:.1%}); {load()}", flush=True)
     out = Path(args.table_out) / f"nb201_latency_{runtime}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["arch_str", "latency_ms"])
-        w.writerows([arch_str(a), f"{v:.5f}"] for a, v in zip(archs, lat))
+        w.writerow(["arch_str", "latency_ms", "first_ms", "second_ms"])
+        w.writerows([arch_str(a), f"{v:.5f}", f"{p:.5f}", f"{q:.5f}"] for a, v, p, q in zip(archs, lat, *passes))
     print(f"table: {out}")
     return lat
 
@@ -209,8 +227,8 @@ def learned_part(args, result: dict, rows: list) -> None:
     space = NB201Space(mode="train", C=args.nb201_C, N=args.nb201_N)
     io = ModelIO((3, args.nb201_size, args.nb201_size), 10)
     test = archs[POOL:]
-    torch_lat = nb201_timed(args, archs, "torch")
-    ort_lat = None if args.skip_ort else nb201_timed(args, archs, "onnxruntime")
+    torch_lat = nb201_timed(args, archs, "torch", result)
+    ort_lat = None if args.skip_ort else nb201_timed(args, archs, "onnxruntime", result)
     print(f"{'predictor':>16} {'samples':>7} {'features':>12} {'spearman':>8} {'within10':>8}")
     fitted = {}
     for n in SIZES:
@@ -239,7 +257,8 @@ def main() -> None:
     ap.add_argument("--nb201-batch", type=int, default=32)
     ap.add_argument("--hog", type=int, default=0, help="CPU-bound processes beside the second lut profile")
     ap.add_argument("--skip-ort", action="store_true", help="no ONNX Runtime timings (nor its predictors)")
-    ap.add_argument("--table-out", help="directory for nb201_latency_*.csv (default: a temporary one)")
+    ap.add_argument("--table-out", help="directory for the lut tables and nb201_latency_*.csv (default: a temporary "
+                                        "one)")
     ap.add_argument("--skip-learned", action="store_true")
     add_json_argument(ap)
     args = ap.parse_args()
