@@ -27,12 +27,11 @@ from torch.overrides import TorchFunctionMode
 
 from .kernels import call_features, op_name, tensors_of
 
-VIEWS = ("live", "all")
-ADDS = frozenset({"add", "add_", "__add__", "__radd__", "__iadd__", "sum"})
+ADDS = frozenset({"add", "add_", "__add__", "__radd__", "__iadd__"})
 MULS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__"})
-# kinds whose output is zero when their (first) input is zero (conv only without bias); as runtimes.ZERO_PRESERVING
-ZERO_PRESERVING = frozenset({"relu", "avg_pool2d", "max_pool2d", "conv1x1", "conv3x3", "conv5x5", "conv3x3dw",
-                             "conv5x5dw", "flatten", "reshape", "view", "dropout", "contiguous"})
+# ops whose output is zero when their (first) input is zero (conv2d only without bias); as runtimes.ZERO_PRESERVING
+ZERO_PRESERVING = frozenset({"relu", "relu_", "avg_pool2d", "max_pool2d", "conv2d", "flatten", "reshape", "view",
+                             "dropout", "contiguous"})
 
 
 @dataclass
@@ -84,7 +83,7 @@ class _DataFlow(TorchFunctionMode):
         dependent = [t for t in runtime if id(t) in self.producer and id(t) not in self.zeros]
         scalars_zero = all(_is_zero_scalar(a) for a in flat if not isinstance(a, torch.Tensor))
         zero = (op in MULS and (any(_is_zero_scalar(a) for a in flat) or any(id(t) in self.zeros for t in ins))) \
-            or (id(ins[0]) in self.zeros and kind in ZERO_PRESERVING and not (op == "conv2d" and _bias(args, kwargs))) \
+            or (id(ins[0]) in self.zeros and op in ZERO_PRESERVING and not (op == "conv2d" and _bias(args, kwargs))) \
             or (op in ADDS and all(id(t) in self.zeros for t in ins) and scalars_zero)
         alias = op in ADDS and len(dependent) == 1  # x + a constant: fused into x's producer (its bias)
         folded = zero or alias or not dependent
