@@ -15,6 +15,11 @@ channels come from its *source*: a conv/linear (free to produce any subset), a c
 kept is static, so its contribution to a consumer conv/linear is input-independent: `plan_removal` returns the
 kept input/output channels per module and the deploy step folds that contribution into a bias (`channel_removal`).
 
+Why not torch-pruning (DepGraph, judged from its documentation, not run here): it groups coupled layers the
+same way but removes the channels it is given without folding their constant values (the BN shift after a
+masked filter) into the consumers, so outputs would not match the masked model; its groups follow the
+producer's channels, not "removable only if static on every branch".
+
 Simplifications: channels are dim 1 of 2-D or 4-D tensors (a linear on 3-D input, LayerNorm, grouped convs that
 are not depthwise, modules called twice and every op not listed below keep all their channels); a group fed by
 two sources keeps all channels when one of them is a concatenation/flatten.
