@@ -17,8 +17,8 @@ kept input/output channels per module and the deploy step folds that contributio
 
 Why not torch-pruning (DepGraph, judged from its documentation, not run here): it groups coupled layers the
 same way but removes the channels it is given without folding their constant values (the BN shift after a
-masked filter) into the consumers, so outputs would not match the masked model; its groups follow the
-producer's channels, not "removable only if static on every branch".
+masked filter) into the consumers, so outputs would not match the masked model (it is made for pruning then
+fine-tuning), and it would need the masks baked into plain layers first.
 
 Simplifications: channels are dim 1 of 2-D or 4-D tensors (a linear on 3-D input, LayerNorm, grouped convs that
 are not depthwise, modules called twice and every op not listed below keep all their channels); a group fed by
