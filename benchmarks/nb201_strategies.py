@@ -48,6 +48,7 @@ PUBLISHED = {"cifar10": {"random": "93.70 ± 0.36", "evolution": "93.92 ± 0.30 
                           "REINFORCE": "71.71 ± 1.09", "BOHB": "70.85 ± 1.28"}}
 VIA_OPTUNA = "optuna_sampler_"  # e.g. optuna_sampler_opgfn: StrategySampler("opgfn") in the bare Optuna loop
 BASELINES = ("random", "evolution", "tpe")  # what opgfn is compared with (OP-GFN's claim: it beats them)
+PRESETS = ("opgfn_authors",)  # strategy presets run by name: OP-GFN with the authors' defaults
 
 
 def best_so_far(pairs: list[tuple[float, float]]) -> list[float]:
@@ -66,9 +67,12 @@ def run_sparsenas(name: str, table: str, dataset: str, seed: int, budget: int, o
     from sparsenas import Study
 
     signal, final, _ = DATASETS[dataset]
+    preset = name in PRESETS  # a strategy preset (strategies/<name>.yaml): options override its values
     study = Study(space={"name": "nb201", "benchmark_file": table, "signal": signal, "final": final},
-                  strategy={"name": name, **options}, seed=seed, objective={"maximize": ["val_acc"]},
-                  overrides={"search.budget": budget})
+                  strategy=name if preset else {"name": name, **options}, seed=seed,
+                  objective={"maximize": ["val_acc"]},
+                  overrides={"search.budget": budget, **({f"strategy.{k}": v for k, v in options.items()}
+                                                         if preset else {})})
     study.optimize()
     return [(r.metrics["val_acc"], r.metrics["test_acc"]) for r in sorted(study.trials, key=lambda r: r.trial)]
 
@@ -197,11 +201,31 @@ def verdict(dataset: str, budgets: list[int], acc: dict) -> list[str]:
     return lines
 
 
+def authors_lines(dataset: str, budgets: list[int], acc: dict) -> list[str]:
+    """opgfn_authors (the authors' defaults) vs opgfn (ours) on the seeds both ran: paired Wilcoxon and t-test."""
+    if not {"opgfn", "opgfn_authors"} <= set(acc):
+        return []
+    lines = []
+    for b in budgets:
+        a = acc["opgfn_authors"][b]
+        if len(a) < 2:
+            continue
+        t = paired_test(a, acc["opgfn"][b][:len(a)])
+        word = ("better than" if t["p_wilcoxon"] < 0.05 and t["mean_diff"] > 0 else
+                "worse than" if t["p_wilcoxon"] < 0.05 else "not significantly different from")
+        lines.append(f"- {DATASETS[dataset][2]}, {b} evaluations: opgfn_authors is {word} opgfn "
+                     f"({t['mean_diff']:+.2f} ± {t['ci95']:.2f} points, Wilcoxon p={t['p_wilcoxon']:.2g}, t-test "
+                     f"p={t['p_ttest']:.2g}, first {len(a)} seeds).")
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="cifar10,cifar100", help="comma list of " + ", ".join(DATASETS))
-    p.add_argument("--strategies", default="random,evolution,tpe,opgfn,bare_optuna_tpe")
+    p.add_argument("--strategies", default="random,evolution,tpe,opgfn,opgfn_authors,bare_optuna_tpe")
     p.add_argument("--seeds", type=int, default=100, help="seeds per strategy (default 100)")
+    p.add_argument("--preset-seeds", type=int, default=10,
+                   help=f"seeds of the costly presets ({', '.join(PRESETS)}): the first N of --seeds (default 10)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--budgets", default="100,300", help="evaluations per search, comma list (default 100,300)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -224,7 +248,8 @@ def main(argv=None) -> int:
     budgets = sorted({int(b) for b in _csv_list(args.budgets)})
     options, horizon = parse_options(args.option), budgets[-1]
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    jobs = [(n, args.table, d, s, horizon, options) for d in datasets for n in names for s in seeds]
+    seeds_of = {n: seeds[:args.preset_seeds] if n in PRESETS else seeds for n in names}
+    jobs = [(n, args.table, d, s, horizon, options) for d in datasets for n in names for s in seeds_of[n]]
     start = time.perf_counter()
     print(f"NB201 {', '.join(datasets)}; budgets {budgets}; seeds {seeds[0]}..{seeds[-1]}; {len(jobs)} searches "
           f"of {horizon} evaluations in {args.workers} worker(s)", flush=True)
@@ -251,9 +276,9 @@ def main(argv=None) -> int:
     rows, summary, sections, figures, extra = [], {}, [], [], {"mean_curves": {}}
     for d in datasets:
         optimum = max(v[1] for v in _table(args.table, d).values())
-        acc = {n: {b: [res[n, d, s]["curve"][b - 1] for s in seeds] for b in budgets} for n in names}
+        acc = {n: {b: [res[n, d, s]["curve"][b - 1] for s in seeds_of[n]] for b in budgets} for n in names}
         for n in names:
-            for s in seeds:
+            for s in seeds_of[n]:
                 r = res[n, d, s]
                 rows.append({"dataset": d, "strategy": n, "seed": s, "cpu_s": r["cpu_s"],
                              **{f"test_acc_{b}": r["curve"][b - 1] for b in budgets}})
@@ -265,8 +290,8 @@ def main(argv=None) -> int:
                 m, sd = mean_std(acc[n][b])
                 summary[f"{d}_{n}_{b}"] = round(m, 3)
                 hits = sum(a >= optimum - 1e-3 for a in acc[n][b])
-                cells += [f"{m:.2f} ± {sd:.2f}", f"±{ci95(acc[n][b]):.2f}", f"{hits}/{len(seeds)}"]
-            cpu = mean_std(res[n, d, s]["cpu_s"] for s in seeds)[0]
+                cells += [f"{m:.2f} ± {sd:.2f}", f"±{ci95(acc[n][b]):.2f}", f"{hits}/{len(seeds_of[n])}"]
+            cpu = mean_std(res[n, d, s]["cpu_s"] for s in seeds_of[n])[0]
             table_rows.append([n, *cells, f"{cpu:.2f}", PUBLISHED.get(d, {}).get(n, "")])
         table_rows += [[n, *[""] * (3 * len(budgets) + 1), v] for n, v in PUBLISHED.get(d, {}).items()
                        if n not in names]
@@ -275,13 +300,13 @@ def main(argv=None) -> int:
             + [f"CPU s/seed ({horizon} ev.)", "NB201 paper (~100 ev.)"]
         text = markdown_table(headers, table_rows)
         print(text)
-        curves = {n: np.array([res[n, d, s]["curve"] for s in seeds]) for n in names}
+        curves = {n: np.array([res[n, d, s]["curve"] for s in seeds_of[n]]) for n in names}
         extra["mean_curves"][d] = {n: c.mean(0).round(4).tolist() for n, c in curves.items()}
         fig = figure_path(args, d)
         if fig:
             plot(fig, d, curves, optimum)
             figures.append(fig)
-        lines = verdict(d, budgets, acc)
+        lines = verdict(d, budgets, acc) + authors_lines(d, budgets, acc)
         for n in ("random", "evolution"):
             pub = PUBLISHED.get(d, {}).get(n)
             if n in acc and 100 in acc[n] and pub:
@@ -304,7 +329,10 @@ def main(argv=None) -> int:
         f"the `tpe` strategy. Figures: best-so-far test accuracy vs evaluations, mean over seeds with a shaded 95% "
         f"CI. "
         f"opgfn runs with this project's defaults (30 initial samples, 200/50 training steps, 64 hidden units — "
-        f"smaller than the authors', see sparsenas/strategies/opgfn.py). Verdicts: Wilcoxon signed-rank over "
+        f"smaller than the authors', see sparsenas/strategies/opgfn.py); `opgfn_authors` is the preset "
+        f"strategies/opgfn_authors.yaml (the authors' defaults: 64 initial samples, 2000/200 steps, 2×256 "
+        f"hidden, no proxy sampling, no backward augmentation), run on the first {args.preset_seeds} seeds only "
+        f"(its 2000-step initial trainings make it the costliest row; CPU s per seed in the table). Verdicts: Wilcoxon signed-rank over "
         f"seeds, p < 0.05.\n\n" + "\n\n".join(sections))
     summary.update(seeds=len(seeds), seconds=round(wall))
     finish(args, "nb201_strategies", rows, summary, markdown=markdown, figures=figures, extra=extra)

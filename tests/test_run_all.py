@@ -76,3 +76,30 @@ def test_layerwise_search_runs_with_tiny_settings(tmp_path):
     assert all(r["measured_sparsity"] == pytest.approx(0.9, abs=0.01) for r in record["rows"] if "table" not in r)
     assert "RESULT gain_90_pts=" in proc.stdout
     assert ("not measured" in record["markdown"]) == math.isnan(summary["gain_latency_pts"])
+
+
+def test_power_tost_and_verdicts_of_the_primary_comparison():
+    """benchmarks/report.py: the textbook power (d = 1, n = 10, two-sided 5%: 0.80), TOST and the three verdicts."""
+    import report
+
+    assert report.paired_power(1.0, 1.0, 10) == pytest.approx(0.8031, abs=0.002)
+    assert report.seeds_for_power(1.0, 1.0) == 10 and report.seeds_for_power(1.0, 0.5) == 34
+    assert report.paired_power(1.0, 1.0, 30, equivalence=True) < report.paired_power(1.0, 1.0, 60, equivalence=True)
+    base = [0.90 + 0.01 * i for i in range(12)]
+    noise = [0.001 * (-1) ** i for i in range(12)]
+    close = [x + e for x, e in zip(base, noise)]
+    tost = report.tost_paired(close, base, margin=0.01)
+    assert tost["equivalent"] and tost["ci90"][0] > -0.01 and tost["ci90"][1] < 0.01
+    assert not report.tost_paired(close, base, margin=0.0005)["equivalent"]
+    assert report.primary(close, base, 0.01, claim="equivalent")["verdict"] == "reproduced"
+    better = [x + 0.02 + e for x, e in zip(base, noise)]
+    assert report.primary(better, base, 0.01)["verdict"] == "reproduced"
+    assert report.primary(base, better, 0.01)["verdict"] == "not reproduced"
+    assert report.primary(better, base, 0.001, claim="equivalent")["verdict"] == "not reproduced"
+    assert report.primary(close, base, 0.01)["verdict"] == "not reproduced"  # powered, not significant
+    wild = [x + 0.05 * (-1) ** i for i, x in enumerate(base[:4])]
+    result = report.primary(wild, base[:4], 0.01)
+    assert result["verdict"] == "inconclusive" and result["seeds_for_80"] > 4
+    assert "Verdict: inconclusive" in report.primary_text("wild − base", result)
+    summary = report.robust_summary([0.9, 0.91, 0.92, 0.93, 0.1])
+    assert summary["median"] == 0.91 and summary["trimmed_mean"] == pytest.approx(0.91) and summary["mean"] < 0.8
