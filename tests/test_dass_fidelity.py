@@ -105,3 +105,17 @@ def test_dass_authors_preset_sets_their_optimisers():
     assert (options["pretrain_epochs"], options["prune_epochs"], options["finetune_epochs"]) == (6, 3, 6)
     search.run_epoch(2)  # prune: the score optimiser runs at the phase's scheduled lr
     assert search.s_opt.param_groups[0]["lr"] == search.lr_at(2) == 0.1
+
+
+def test_the_derived_arch_trains_longer_than_a_multi_trial_search():
+    """The differentiable preset trains its one derived arch 24 epochs (a random search's trials: the space's 8)."""
+    from sparsenas.assemble import resolve
+    from sparsenas.config import load_preset, parse_override
+    from sparsenas.space import SPACES
+    from sparsenas.strategies import STRATEGIES
+
+    space = load_preset("space", "dass", SPACES)
+    assert resolve([space, load_preset("strategy", "random", STRATEGIES)])["train"]["epochs"] == 8
+    assert resolve([space, load_preset("strategy", "differentiable", STRATEGIES)])["train"]["epochs"] == 24
+    assert resolve([space, load_preset("strategy", "differentiable", STRATEGIES),
+                    parse_override("train.epochs=3")])["train"]["epochs"] == 3
