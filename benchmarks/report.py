@@ -187,7 +187,7 @@ def primary_text(name: str, result: dict, scale: float = 100.0, unit: str = "poi
     """One paragraph on a `primary` result: the comparison, its test, the power design and the verdict."""
     r, t = result, result["tost"]
     v = lambda x: f"{scale * x:+.2f}"  # noqa: E731
-    lines = [f"**Primary comparison** (pre-registered): {name}; n = {r['n']} paired seeds. "
+    lines = [f"**Primary comparison** (pre-registered): {name}; n = {r['n']} pairs. "
              f"Mean difference {v(r['mean_diff'])} ± {scale * r['ci95']:.2f} {unit} (95% CI), paired t p = "
              f"{r['p_ttest']:.3g}, Wilcoxon p = {r['p_wilcoxon']:.3g}; TOST with margin ±{scale * r['effect']:.2f} "
              f"{unit}: p = {t['p']:.3g} (90% CI {v(t['ci90'][0])} … {v(t['ci90'][1])})."]
