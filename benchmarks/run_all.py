@@ -49,7 +49,7 @@ EXPERIMENTS = (
                issue_item="2"),
     Experiment("dass", "DASS vs DARTS-then-prune vs random", "dass_vs_baselines.py", minutes=26,
                issue_item="3"),
-    Experiment("tas", "TAS: FLOP target and distillation", "tas_kd.py", minutes=4, issue_item="4"),
+    Experiment("tas", "TAS: FLOP target and distillation", "tas_kd.py", minutes=13, issue_item="4"),
     Experiment("sparse_ift_mnist", "Sparse-IFT members at iso-FLOP (MNIST)", "sparse_ift_members.py",
                ("--dataset", "mnist", "--workers", "1"), minutes=30, issue_item="5"),
     Experiment("sparse_ift_digits", "Sparse-IFT members at iso-FLOP (digits)", "sparse_ift_members.py",
