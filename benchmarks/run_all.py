@@ -47,7 +47,7 @@ EXPERIMENTS = (
                minutes=12, issue_item="1"),
     Experiment("random_pruning_erk", "Random pruning: uniform vs ER vs ERK", "random_pruning_erk.py", minutes=20,
                issue_item="2"),
-    Experiment("dass", "DASS vs DARTS-then-prune vs random", "dass_vs_baselines.py", minutes=26,
+    Experiment("dass", "DASS vs DARTS-then-prune vs random", "dass_vs_baselines.py", minutes=52,
                issue_item="3"),
     Experiment("tas", "TAS: FLOP target and distillation", "tas_kd.py", minutes=13, issue_item="4"),
     Experiment("sparse_ift_mnist", "Sparse-IFT members at iso-FLOP (MNIST)", "sparse_ift_members.py",
