@@ -126,7 +126,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=2000, help="training images used (0: all)")
     p.add_argument("--seeds", type=int, default=15)
     p.add_argument("--keeps", default="0.1", help="keep ratios, comma list (0.1 = 90%% sparse, 0.01 = 99%%)")
-    p.add_argument("--allocation", default="uniform", help="space.allocation: uniform, er or erk")
+    p.add_argument("--allocation", default="uniform", choices=("uniform", "er", "erk"), help="space.allocation")
     p.add_argument("--epochs", type=int, default=10, help="training epochs of each final arch")
     p.add_argument("--phase-epochs", type=int, default=2, help="epochs of each supernet phase")
     p.add_argument("--rows-from", metavar="JSON", default=None,
