@@ -103,3 +103,35 @@ def test_power_tost_and_verdicts_of_the_primary_comparison():
     assert "Verdict: inconclusive" in report.primary_text("wild − base", result)
     summary = report.robust_summary([0.9, 0.91, 0.92, 0.93, 0.1])
     assert summary["median"] == 0.91 and summary["trimmed_mean"] == pytest.approx(0.91) and summary["mean"] < 0.8
+
+
+def _tiny(script: str, args: list[str], tmp_path) -> dict:
+    """Run benchmarks/<script> with `args` and --json; its record (the last stdout line must be RESULT)."""
+    import os
+
+    out = tmp_path / "record.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=120, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("RESULT ")
+    return json.loads(out.read_text())
+
+
+def test_sparse_ift_members_tiny_has_the_primary_and_the_capacity_arm(tmp_path):
+    record = _tiny("sparse_ift_members.py", ["--dataset", "digits", "--seeds", "2", "--epochs", "1",
+                                             "--members", "wide", "--methods", "rigl", "--workers", "1"], tmp_path)
+    summary = record["summary"]
+    assert {"primary_delta", "primary_p", "primary_power", "primary_seeds_for_80", "dense_x2_delta"} <= set(summary)
+    assert {r["member"] for r in record["rows"]} == {"dense", "wide", "dense×2"} and len(record["rows"]) == 6
+    assert "**Primary comparison**" in record["markdown"] and "**Verdict: " in record["markdown"]
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "mnist" / "mnist.pkl.gz").exists(), reason="no MNIST")
+def test_random_pruning_erk_tiny_reports_the_primary_and_dense_convergence(tmp_path):
+    record = _tiny("random_pruning_erk.py", ["--seeds", "2", "--epochs", "3", "--limit", "300", "--width", "4",
+                                             "--wide", "2", "--sparsities", "0.9"], tmp_path)
+    dense = [r for r in record["rows"] if r["allocation"] == "dense"]
+    assert dense and all(len(r["curve"]) == 3 for r in dense)
+    assert "dense_last2_gain_c4" in record["summary"] and "primary_power" in record["summary"]
+    assert "Dense convergence" in record["markdown"] and "**Verdict: " in record["markdown"]
