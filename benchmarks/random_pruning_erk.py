@@ -16,9 +16,9 @@ validation gain is reported to show it has converged), 90 and 95% sparsity (98% 
 conv1 ~3 weights — layer collapse, not allocation), 6 paired seeds; test accuracy on the 10,000 MNIST test images.
 Base width c = 16 (≈16k prunable weights), the wider net 2× the channels (c = 32). All conv and linear weights
 are pruned, first layer and classifier included (the paper's sparselearning code masks every conv/linear weight).
-6 seeds × 2 widths × (dense + 2 sparsities × 3 allocations) = 84 trainings; ≈20 min on one thread (estimated from
-a timed 1-epoch run on 10,000 images: ≈1.5 s per epoch at c = 16, ≈7.3 s at c = 48; scaled to 5,000 images
-and c = 32 — not measured at full size).
+6 seeds × 2 widths × (dense + 2 sparsities × 3 allocations) = 84 trainings; ≈22 min on one thread (estimated from
+a timed 1-epoch run of these settings: ≈0.7 s per training epoch at c = 16, ≈2.1 s at c = 32, plus ≈1 s of
+evaluation per training — not run at full size).
 
 Primary, pre-registered comparison: ERK − uniform at c = 16, paired over seeds × sparsities, claim "ERK is better"
 with a smallest effect of interest of 1 point; its power at the observed variance and the pairs 80% power needs
@@ -29,7 +29,7 @@ the ERK − uniform gap shrink at the wider net (paired test of the per-(seed, s
 The paper's companion claim — random sparse nets approach the dense one as width grows — is reported as the gap
 dense − best allocation at each width.
 
-    python benchmarks/random_pruning_erk.py                 # defaults (≈20 min, 1 thread)
+    python benchmarks/random_pruning_erk.py                 # defaults (≈22 min, 1 thread)
     python benchmarks/random_pruning_erk.py --seeds 2 --epochs 1 --limit 1000   # a quick look
 """
 from __future__ import annotations

@@ -45,7 +45,7 @@ class Experiment:
 EXPERIMENTS = (
     Experiment("random_search_baseline", "Random search as a baseline for sparse NAS", "random_search_baseline.py",
                minutes=12, issue_item="1"),
-    Experiment("random_pruning_erk", "Random pruning: uniform vs ER vs ERK", "random_pruning_erk.py", minutes=20,
+    Experiment("random_pruning_erk", "Random pruning: uniform vs ER vs ERK", "random_pruning_erk.py", minutes=22,
                issue_item="2"),
     Experiment("dass", "DASS vs DARTS-then-prune vs random", "dass_vs_baselines.py", minutes=52,
                issue_item="3"),
