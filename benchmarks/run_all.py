@@ -1,6 +1,6 @@
 """Every experiment of RESULTS.md, one command: runs the benchmark scripts and writes RESULTS.md from their output.
 
-    python benchmarks/run_all.py                   # everything (~50 min on an idle 2-core CPU), then RESULTS.md
+    python benchmarks/run_all.py                   # everything (~3 h on an idle 2-core CPU), then RESULTS.md
     python benchmarks/run_all.py --only dass,nb201 # re-run some; the others' last records are kept
     python benchmarks/run_all.py --render          # only rewrite RESULTS.md from docs/results/*.json
 
@@ -8,7 +8,8 @@ Each experiment is a script in benchmarks/ that ends with a `RESULT …` line an
 rows, summary, markdown section and figures (benchmarks/report.py). Records, logs and figures go to
 docs/results/; RESULTS.md is assembled from them only, so every number in it comes from a script's output.
 Training experiments use one torch thread and one process each and run `--jobs` at a time; timing experiments (latency,
-sparse speed) run alone, after the others, so that nothing else competes for the CPU while they measure.
+sparse speed) run alone, after the others, so that nothing else competes for the CPU while they measure. The
+`minutes` estimates add up to ~255 min of training experiments (two at a time) and ~52 min of timing ones.
 """
 from __future__ import annotations
 
