@@ -14,6 +14,11 @@ CSR-or-dense choice). `robust_ms`: timing meant to hold on a busy machine (used 
 - with `pin=True` the calling thread is pinned to `torch.get_num_threads()` CPUs while timing (Linux `sched_setaffinity`, where
   available), so that it is not migrated between cores (cold caches) in the middle of a measurement.
 
+What it cannot remove: a slowdown of every call, interrupted or not — busy neighbours sharing the core's
+caches, memory bandwidth or clock. On this project's 2-core VM, two CPU-bound processes made the 10% quantile
+of dass kernels 1.29× their idle value (median over kernels) and of whole dass networks 1.05–1.39×, while
+the medians of the networks grew 6×: the estimate removes preemption, not contention.
+
 Each callable gets a `Timing`: `ms` (the estimate), `median`, `spread` = median/ms − 1 (how much the machine
 interfered: ~0 when quiet) and `noise` = |even − odd| / ms, the repeatability of `ms` itself (two independent
 halves of the measurement disagree by this much; the noise floor of a profile is built from it).
