@@ -145,8 +145,9 @@ def test_tpe_is_told_the_known_result_of_a_duplicate():
     assert len(study.trials) > 6  # the sampler repeated itself on a space of six
     for frozen in study.trials:
         result = first[Arch(frozen.params).arch_id]
-        assert frozen.state.name == ("COMPLETE" if result.status != "failed" else "FAIL")
-        if result.status == "ok":
+        stopped = result.metrics.get("stopped_early") == 1  # told PRUNED, without values (two objectives)
+        assert frozen.state.name == ("FAIL" if result.status == "failed" else "PRUNED" if stopped else "COMPLETE")
+        if result.status == "ok" and not stopped:
             assert frozen.values == [result.metrics["val_acc"], result.metrics["flops"]]
 
 

@@ -58,7 +58,7 @@ def test_resume_from_plain_data_is_exact(sampler):
     first = TPE(space, OBJECTIVE, 3, **options)
     assert drive(first, space, 10) == expected[:10]
     state = json.loads(json.dumps(first.state_dict()))
-    assert set(state) == {"trials", "pending"}
+    assert set(state) == {"trials", "study_attrs", "pending"}
     resumed = TPE(space, OBJECTIVE, 3, **options)
     resumed.load_state_dict(state)
     assert drive(resumed, space, 8, start=10) == expected[10:]

@@ -16,6 +16,8 @@ class Strategy:
     `ask()` returns the next arch (a one-shot strategy: a `SupernetJob`; None when it has nothing left to propose); `tell(result)` receives every
     finished trial, whatever its status; `state_dict()` is everything needed so that, after
     `load_state_dict`, the strategy continues exactly as it would have. Seeded by the run seed.
+    A trial a scheduler stopped early is told `ok` with its last epoch's metrics, `epochs` and `stopped_early=1`
+    (partial fidelity: `full_fidelity(result)` is False); each strategy's docstring says what it does with it.
     `requires` lists the space capabilities (mixin classes) the strategy needs. Options are declared as a
     space's (`options_schema` or `defaults`, see `sparsenas.schema.schema_of`); `__init__` checks them (one-line
     ConfigError `strategy.KEY ...`, as from a config) and keeps them typed and complete in `self.options`."""
@@ -61,6 +63,11 @@ class Strategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
+
+
+def full_fidelity(result: TrialResult) -> bool:
+    """Whether `result` is of a trial trained to the end: not stopped early by a scheduler (`stopped_early=1`)."""
+    return result.metrics.get("stopped_early", 0) != 1
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

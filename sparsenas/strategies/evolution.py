@@ -7,6 +7,10 @@ Every told trial joins the population and pushes out the oldest (aging). Deviati
 the default, applied by the loop's de-duplication `Unique`): an arch already proposed in this run is not
 evaluated again — the mutation is redrawn, up to `max_retries` times, then a uniform sample of the unseen archs
 is taken — so no evaluation is spent on a duplicate; `dedupe: false` is the paper's REA.
+
+Fidelity: only full-fidelity results join the population. A trial a scheduler stopped early (its metrics are
+those of fewer epochs, `full_fidelity` False) is never a parent and pushes no member out; it still counts as
+evaluated, so the de-duplication never proposes its arch again.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import numpy as np
 
 from ..schema import count
 from ..space import Arch
-from .base import Strategy, register_strategy
+from .base import Strategy, full_fidelity, register_strategy
 from .dedupe import dedupe_fields
 
 
@@ -69,7 +73,8 @@ class RegularizedEvolution(Strategy):
         return "population", self.options["population"]
 
     def tell(self, result) -> None:
-        self.population.append((result.arch.to_json(), self.objective.scalar(result)))
+        if full_fidelity(result):
+            self.population.append((result.arch.to_json(), self.objective.scalar(result)))
 
     def state_dict(self):
         return {"rng": self.rng.bit_generator.state, "population": list(self.population), "asked": self.asked}

@@ -23,7 +23,8 @@ backward trajectories drawn from P_B for a prioritised replay of `replay_size` t
 `replay_per_terminal` trajectories each, then — proxy sampling — samples `proxy_factor × batch_size` candidates
 from P_F and queries the `batch_size` with the highest predicted log-reward. No arch is queried twice:
 candidates already queried (told, or proposed and still running) are dropped before the top-k; any other repeat
-(a uniform sample) is caught by the loop's de-duplication (`Unique`).
+(a uniform sample) is caught by the loop's de-duplication (`Unique`). Fidelity: only full-fidelity results are
+trained on; a trial a scheduler stopped early is recorded as queried (never proposed again), not as history.
 
 Defaults: ours, tuned on small budgets (the same for every space), not the authors'. Proxy sampling (10×) and
 backward augmentation are on here; in the authors' code both are opt-in flags (`--proxy`, `--backward_augment`):
@@ -31,11 +32,10 @@ no command of their README uses `--proxy`, only the OP-GFN-KL-AUG one `--backwar
 terminal, 20 steps). We also use fewer initial samples and steps and a smaller MLP (they: 64 samples, 2000 / 200
 steps on the whole history, 2 × 256 units for a ~564-query run; here 30, 200 / 50 steps on batches of at most
 `train_batch`, 2 × 64). `--strategy opgfn_authors` (strategies/opgfn_authors.yaml) runs their defaults: proxy and
-augmentation off (`proxy_factor: 1`, `replay_steps: 0`), their samples, steps and sizes, λ_KL = 0.1 (their
-OP-GFN-KL command).
+augmentation off (`proxy_factor: 1`, `replay_steps: 0`), their samples, steps, sizes, λ_KL = 0.1 (OP-GFN-KL).
 
 Deterministic given the seed (own torch.Generator and numpy Generator; network init under a forked global
-RNG); `state_dict` carries the networks, the optimizer, both RNG states, the history and the proposal queue.
+RNG); `state_dict` carries the networks, the optimizer, both RNG states, the history, stopped trials and queue.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..schema import count, number
 from ..space import Arch, Categorical, Float, Int
-from .base import Strategy, register_strategy
+from .base import Strategy, full_fidelity, register_strategy
 from .dedupe import dedupe_fields
 
 
@@ -171,6 +171,7 @@ class OPGFN(Strategy):
         self.hist_orders: list[list[int] | None] = []
         self.hist_scores: list[list[float]] = []
         self.orders: dict[str, list[int]] = {}  # arch_id → order it was constructed in (our proposals)
+        self.partial: list[str] = []  # arch ids of trials stopped early: queried, not in the history
         self.queue: list[tuple[list[int], list[int]]] = []
         self.asked = 0
         self.rounds = 0
@@ -321,7 +322,7 @@ class OPGFN(Strategy):
     @torch.no_grad()
     def _propose(self, k: int) -> list[tuple[list[int], list[int]]]:
         """Top-k not yet queried of proxy_factor·k forward samples by predicted log-reward."""
-        queried = {self.enc.arch(v).arch_id for v in self.hist_values} | set(self.orders)
+        queried = {self.enc.arch(v).arch_id for v in self.hist_values} | set(self.orders) | set(self.partial)
         for _ in range(self.options["max_retries"]):
             values, orders = self._sample_forward(self.options["proxy_factor"] * k)
             pred, _ = self._trajectory_terms(values, orders)
@@ -342,12 +343,10 @@ class OPGFN(Strategy):
         return [int(self.rng.integers(len(v))) for v in self.enc.values], self.rng.permutation(self.enc.D).tolist()
 
     def ask(self) -> Arch:
-        if self.asked < self.options["init_samples"] or not self.hist_values:
-            pick = self._uniform()
-        else:
-            if not self.queue:
-                self._round()
-            pick = self.queue.pop(0) if self.queue else self._uniform()
+        warm = self.asked < self.options["init_samples"] or not self.hist_values  # uniform until trained on a result
+        if not warm and not self.queue:
+            self._round()
+        pick = self.queue.pop(0) if not warm and self.queue else self._uniform()
         arch = self.enc.arch(pick[0])
         self._new_order = None if arch.arch_id in self.orders else arch.arch_id
         self.orders.setdefault(arch.arch_id, pick[1])  # a repeat of a running arch keeps that arch's order
@@ -366,17 +365,21 @@ class OPGFN(Strategy):
         values = self.enc.index(result.arch)
         if values is None:  # off our grid (not proposed by us): nothing to learn from
             return
+        order = self.orders.pop(result.arch_id, None)
+        if not full_fidelity(result):
+            self.partial.append(result.arch_id)
+            return
         scores = self.objective.values(result)
         self.hist_values.append(values)
-        self.hist_orders.append(self.orders.pop(result.arch_id, None))
+        self.hist_orders.append(order)
         self.hist_scores.append([math.nan] * len(self.objective.names) if scores is None else list(scores))
 
     # -- state ----------------------------------------------------------------------------------------------
     def state_dict(self):
         return copy.deepcopy({
-            "rng": self.rng.bit_generator.state, "gen": self.gen.get_state(),
+            "rng": self.rng.bit_generator.state, "gen": self.gen.get_state(), "queue": self.queue,
             "hist_values": self.hist_values, "hist_orders": self.hist_orders, "hist_scores": self.hist_scores,
-            "orders": self.orders, "queue": self.queue, "asked": self.asked, "rounds": self.rounds,
+            "orders": self.orders, "partial": self.partial, "asked": self.asked, "rounds": self.rounds,
             "net": None if self.net is None else self.net.state_dict(),
             "opt": None if self.opt is None else self.opt.state_dict()})
 
@@ -385,7 +388,7 @@ class OPGFN(Strategy):
         self.rng.bit_generator.state = state["rng"]
         self.gen.set_state(state["gen"])
         self.hist_values, self.hist_orders, self.hist_scores = state["hist_values"], state["hist_orders"], state["hist_scores"]
-        self.orders, self.queue = state["orders"], [tuple(q) for q in state["queue"]]
+        self.orders, self.queue, self.partial = state["orders"], [tuple(q) for q in state["queue"]], state["partial"]
         self.asked, self.rounds = state["asked"], state["rounds"]
         self.net = self.opt = None
         if state["net"] is not None:

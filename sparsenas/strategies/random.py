@@ -1,7 +1,8 @@
 """Random search: uniform over the dims. The loop's de-duplication (`Unique`) makes it never propose the same
 arch twice in a run (until the space runs out).
 
-Paired with the space's `mask: random` option it is also the neutral random-sparse baseline."""
+Paired with the space's `mask: random` option it is also the neutral random-sparse baseline. It ignores every
+result, so fidelity too: a trial stopped early by a scheduler changes nothing."""
 from __future__ import annotations
 
 import numpy as np

@@ -7,6 +7,13 @@ value <= 0 means satisfied): an `infeasible` trial — rejected on cheap metrics
 objective values — is told COMPLETE with the worst value (±inf) and its constraint violation, so that the
 sampler ranks it behind every feasible trial; a `failed` trial is told FAIL (ignored by the samplers).
 
+Fidelity: a trial a scheduler stopped early (`stopped_early=1`) is told PRUNED, as if an Optuna pruner had
+stopped it, so the samplers treat it as they treat pruned trials. With one objective its value at its last epoch
+is first reported as its intermediate value at step `epochs` (`Trial.report`): TPE ranks pruned trials after the
+complete ones, the later-stopped first, then by that value. With several objectives nothing is reported (Optuna's
+`Trial.report` takes one objective): MOTPE ranks pruned trials after every complete one, NSGA-II leaves them out
+of its populations.
+
 Duplicates (`dedupe: true`, the default, applied by the loop's de-duplication `Unique`): a proposal of an arch
 already evaluated in this run is told the known result at once (`duplicate`) and the sampler is asked again (up
 to `max_retries` times, then a uniform unseen arch is evaluated and told as a trial the sampler did not
@@ -20,8 +27,10 @@ that trials asked while others run (parallel workers) are not all alike, and NSG
 Optuna's public API only (optuna >= 5.0, the first with `Trial.set_constraint`): the study lives in an
 `InMemoryStorage` of our own, so a trial asked earlier is found by number through the storage's public methods.
 Each ask uses a fresh sampler seeded from (seed, trial number): Optuna's samplers keep no state but their RNGs
-and what the storage holds, so the trials alone are the strategy's state, and resume is exact — `state_dict`
-holds every Optuna trial as plain data; loading rebuilds the study from them (no pickle: a checkpoint is input).
+and what the storage holds, so the trials and the study's system attributes (where NSGA-II caches each
+generation's parents, in an order that differs from a recomputed one) are the strategy's state, and resume is
+exact — `state_dict` holds them as plain data; loading rebuilds the study from them (no pickle: a checkpoint is
+input).
 """
 from __future__ import annotations
 
@@ -33,7 +42,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..schema import OPT_BOOL, Field, count, one_of
 from ..space import Arch, Categorical, Float, Int
-from .base import Strategy, register_strategy
+from .base import Strategy, full_fidelity, register_strategy
 from .dedupe import dedupe_fields
 
 SAMPLERS = ("tpe", "nsga2")
@@ -140,6 +149,8 @@ class TPE(Strategy):
         cons = constraint_values(self.objective.constraints, result.metrics)
         if result.status == "ok":
             values = [float(result.metrics.get(n, math.nan)) for n in self.objective.names]
+            if not full_fidelity(result):
+                return "pruned", (int(result.metrics.get("epochs", 0)), values), cons
             if all(math.isfinite(v) for v in values):
                 return "complete", values, cons
             return "fail", None, {}
@@ -157,6 +168,11 @@ class TPE(Strategy):
             trial.set_constraint(key, value)
         if state == "complete":
             self.study.tell(number, values)
+        elif state == "pruned":  # values: (epochs, objective values at that epoch)
+            epochs, last = values
+            if len(last) == 1 and math.isfinite(last[0]):
+                trial.report(last[0], epochs)
+            self.study.tell(number, state=TrialState.PRUNED)
         else:
             self.study.tell(number, state=TrialState.FAIL)
 
@@ -175,11 +191,14 @@ class TPE(Strategy):
     # -- state --------------------------------------------------------------------------------------------
     def state_dict(self):
         return {"trials": [trial_to_dict(t) for t in self.study.get_trials(deepcopy=False)],
+                "study_attrs": self.storage.get_study_system_attrs(self.study_id),
                 "pending": {k: list(v) for k, v in self.pending.items()}}
 
     def load_state_dict(self, state):
         self.study = self._new_study()
         self.study.add_trials([trial_from_dict(t) for t in state["trials"]])
+        for key, value in state.get("study_attrs", {}).items():  # absent from checkpoints of before 2026-11-27
+            self.storage.set_study_system_attr(self.study_id, key, value)
         self.pending = {k: list(v) for k, v in state["pending"].items()}
 
 

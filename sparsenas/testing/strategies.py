@@ -1,5 +1,6 @@
 """Conformance suite of a strategy (ask / tell / state_dict / load_state_dict), without any training: the
-results it is told are made up, cycling through ok, failed and infeasible."""
+results it is told are made up, cycling through ok, failed and infeasible; one ok trial in five was stopped early
+by a scheduler (`epochs`, `stopped_early=1`)."""
 from __future__ import annotations
 
 import json
@@ -19,9 +20,12 @@ STATUSES = ("ok", "ok", "failed", "ok", "infeasible")
 
 
 def fake_result(trial: int, arch: Arch, rng: np.random.Generator) -> TrialResult:
-    """A made-up result of `trial`: its status cycles through STATUSES; ok ones have random metrics."""
+    """A made-up result of `trial`: its status cycles through STATUSES; ok ones have random metrics, those of
+    trials 3, 8, 13, ... as if a scheduler had stopped them after one epoch."""
     status = STATUSES[trial % len(STATUSES)]
     metrics = {"val_acc": float(rng.random()), "flops": float(rng.random())} if status == "ok" else {}
+    if trial % len(STATUSES) == 3:
+        metrics |= {"epochs": 1.0, "stopped_early": 1.0}
     return TrialResult(trial, arch, str(arch.arch_id), status, metrics, error=None if status == "ok" else "boom")
 
 
@@ -50,7 +54,8 @@ def check_strategy(strategy_cls: type[Strategy], space: SearchSpace, options: di
                    objective: Objective = OBJECTIVE, budget: int = 12, seed_matters: bool = True) -> None:
     """Assert the contract of an ask/tell strategy on `space` (built with `options`):
 
-    - `ask()` returns valid Archs of the space and `tell()` accepts ok, failed and infeasible results;
+    - `ask()` returns valid Archs of the space and `tell()` accepts ok (full or stopped early), failed and
+      infeasible results;
     - the same seed gives the same proposals, `budget` of them; another seed other ones (`seed_matters`);
     - `state_dict()` survives the run directory's JSON checkpoint (`sparsenas.checkpoint.encode`, JSON text,
       `decode`), and a new strategy that loads it proposes exactly what the original would have;
