@@ -353,4 +353,4 @@ def test_bfloat16_target_runs_dense_where_csr_has_no_kernel():
     assert plan["classifier"]["action"] == "dense" and next(module.parameters()).dtype == torch.bfloat16
     table = profile(space, target, IO, archs=1, calibration=0, warmup=0, repeats=1, log=quiet)
     assert all(":bfloat16" in k or "float32" not in k for k in table.kernels)
-    assert LutLatency(space, target, IO, table).breakdown(arch).plan == {}
+    assert set(LutLatency(space, target, IO, table).breakdown(arch).plan.values()) == {"dense"}

@@ -4,9 +4,10 @@
 A predictor answers `predict(arch) -> milliseconds` for one `Target`: device, batch size, CPU threads,
 dtype and execution mode:
   masked     every sparse layer runs as a plain dense layer with W ⊙ mask baked in (masked dense = dense)
-  exported   what `sparsenas export` deploys (sparsenas.ops.deploy.to_deployable): unstructured linear layers
-             as CSR where that is faster, channel-sparse layers as smaller dense layers, N:M semi-structured
-             only on a CUDA device of compute capability >= 8.0, everything else dense.
+  exported   what `sparsenas export` deploys (sparsenas.ops.deploy.to_deployable): dead channels removed
+             (smaller dense layers), and each sparse layer as the kernel the deploy planner (`ops.planner`)
+             picks among those that exist for it — dense, CSR (linear and 1×1 conv), BSR (linear), 2:4
+             semi-structured (CUDA compute capability >= 8.0) — dense unless a candidate is clearly faster.
 Every predictor has a `name` (its registry key) and a `version`, bumped whenever the numbers it gives for
 the same input change; both are stored in the run's config.yaml (`latency.predictor`, `latency.version`),
 which holds for every `latency_ms` in that run's trials.jsonl (metrics are floats only).
@@ -23,6 +24,7 @@ from torch import nn
 from ..data import load_data
 from ..errors import ConfigError
 from ..ops.deploy import to_deployable
+from ..ops.planner import price
 from ..ops.sparse import SparseMixin
 from ..registry import Registry
 from ..space import Arch, SearchSpace
@@ -95,17 +97,18 @@ def build_model(space: SearchSpace, arch: Arch, io: ModelIO) -> nn.Module:
     return space.build(arch, io.input_shape, io.num_classes).eval()
 
 
-def runnable(model: nn.Module, target: Target, csr: str = "auto", example: torch.Tensor | None = None
-             ) -> tuple[nn.Module, dict]:
+def runnable(model: nn.Module, target: Target, csr: str = "auto", example: torch.Tensor | None = None,
+             pricer=price) -> tuple[nn.Module, dict]:
     """The module that really runs on `target` and the export plan ({layer: {action, ...}}), by
     `ops.deploy.to_deployable`: in `masked` mode every sparse layer as a dense layer (action forced to dense);
-    in `exported` mode export's own choice (`csr`: auto = CSR where timed faster on `example`)."""
+    in `exported` mode export's own choice (`csr`: auto = the planner's pick, each candidate priced on its
+    input in `example` by `pricer`: timed, or a latency table's prices)."""
     if target.mode == "masked":
         plan = {n: {"action": "dense"} for n, m in model.named_modules() if isinstance(m, SparseMixin)}
         return to_deployable(model, plan=plan)
     if target.device == "cpu" and target.dtype != "float32":
         csr = "never"  # torch's CSR matmul has no reduced-precision CPU kernel
-    return to_deployable(model, example, csr=csr, device=target.device)
+    return to_deployable(model, example, csr=csr, device=target.device, pricer=pricer)
 
 
 @contextlib.contextmanager

@@ -11,10 +11,12 @@ sparsity as it really runs (a CSR matmul is keyed by its nnz; a channel-pruned l
 
 Prediction: trace the arch's runnable module (no timing) and sum its kernels, each looked up by signature or,
 if never measured, predicted by a per-op random forest on log features (FEATURES: elements in/out, MACs,
-nnz, kernel, stride, groups; nn-Meter uses one random forest per kernel type). In `exported` mode each
-unstructured sparse linear layer is priced both as CSR and as dense and the cheaper one is taken — what export
-does by timing ("CSR where it beats dense"); conv layers stay dense (CSR conv is slower on CPU), channel masks
-are smaller dense layers, N:M dense unless traced on a capable GPU.
+nnz, kernel, stride, groups; nn-Meter uses one random forest per kernel type). In `exported` mode the network
+is planned by export's own code (`ops.deploy.to_deployable`: dead channels removed, then per sparse layer the
+deploy planner's candidates — dense, CSR for linear and 1×1 conv, BSR, 2:4 on a capable GPU), except that each
+candidate is priced by the table (traced on the layer's input, its kernels summed, noise from the table)
+instead of timed; `ops.planner.choose` picks, dense unless clearly faster: what export deploys is what is
+priced. Profiling traces and times every candidate kernel of every sparse layer for this reason.
 
 Calibration (our addition to nn-Meter, for Python-dispatched tiny networks): isolated kernels miss the
 per-module-call Python time and cache effects of the whole forward pass, so `profile` also measures
@@ -42,7 +44,9 @@ from ..journal import write_atomic
 from ..space import Arch, SearchSpace
 from .base import (DTYPES, LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor, runnable,
                    threads)
-from .kernels import KernelCall, log_features, replay_timings, trace
+from ..ops.planner import built
+from ..ops.timing import Timing
+from .kernels import KernelCall, Trace, log_features, replay_timings, trace
 from .measured import MeasuredLatency
 
 TABLE_FORMAT = 1
@@ -173,6 +177,12 @@ class LatencyTable:
                 out[i] = float(v)
         return out
 
+    def noise(self, calls: list[KernelCall]) -> float:
+        """The noise of the summed ms of `calls` (a candidate kernel): the largest measured noise among them (a
+        call never measured: the table's 90th percentile kernel noise), as the planner's margin needs it."""
+        default = (self.meta.get("noise") or {}).get("kernels_p90") or 0.0
+        return max((self.kernels.get(c.signature, {}).get("noise", default) for c in calls), default=0.0)
+
     def __getstate__(self):  # regressors are refitted after unpickling (Ray workers)
         return {**self.__dict__, "_models": None}
 
@@ -181,7 +191,7 @@ class LatencyTable:
 class LutLatency(LatencyPredictor):
     """Σ kernel latencies from a profiled `LatencyTable` (see the module docstring)."""
 
-    version = "2"
+    version = "3"  # 3: plans through the deploy planner (every candidate kernel, e.g. CSR 1×1 convs)
     runtimes = ("torch",)
 
     def __init__(self, space: SearchSpace, target: Target, io: ModelIO, table: LatencyTable):
@@ -209,7 +219,8 @@ class LutLatency(LatencyPredictor):
         """The priced kernels of any masked module (a whole network, or one op of a supernet) on a batch of
         `input_shape` samples. `whole=False` drops the calibration's constant (a per-network cost), so that the
         parts of a network add up: e.g. a differentiable search's expected latency Σ softmax(α)·module_ms(op)."""
-        calls, ms, module_calls, plan = traced_kernels(module, input_shape, self.target, self.table.kernel_ms)
+        calls, ms, module_calls, plan = traced_kernels(module, input_shape, self.target, self.table.kernel_ms,
+                                                       self.table.noise)
         a, b, c = self.table.calibration
         return Breakdown(list(zip(calls, ms)), module_calls, plan, (a, b, c if whole else 0.0))
 
@@ -224,7 +235,8 @@ class LutLatency(LatencyPredictor):
 def runnable_traces(model: nn.Module, input_shape, target: Target, keep: bool):
     """Traces of the runnable form of the masked `model` on one batch of `input_shape` samples (traced on the
     CPU unless the target is a present GPU): in `exported` mode one with every unstructured sparse linear layer
-    dense and one with them CSR, and the names of those layers."""
+    dense and one with them CSR, and the names of those layers. For filling a table by hand (the CSR part of
+    benchmarks/latency_accuracy.py); predictions plan through the deploy planner (`traced_kernels`)."""
     device = target.device if target.device == "cpu" or torch.cuda.is_available() else "cpu"
     with threads(target.threads):
         model = model.to(device).eval()
@@ -239,21 +251,44 @@ def runnable_traces(model: nn.Module, input_shape, target: Target, keep: bool):
                 layers)
 
 
-def traced_kernels(model: nn.Module, input_shape, target: Target, price):
-    """(kernels of what runs, their ms, number of module calls, {sparse linear layer: csr|dense}) of the masked
-    `model`: `price(calls)` gives the ms of each call; each unstructured sparse linear layer is priced both ways
-    and runs the cheaper one."""
-    t_dense, t_sparse, layers = runnable_traces(model, input_shape, target, keep=False)
-    both = t_dense.calls + (t_sparse.calls if t_sparse is not None else [])
-    priced = list(zip(both, price(both)))
-    dense, sparse = priced[:len(t_dense.calls)], priced[len(t_dense.calls):]
-    choice = {}
-    for name in layers:
-        cost = [sum(ms for c, ms in t if c.layer == name) for t in (dense, sparse)]
-        choice[name] = "csr" if cost[1] < cost[0] else "dense"
-    kept = [p for p in dense if p[0].layer is None or choice[p[0].layer] == "dense"]
-    kept += [p for p in sparse if p[0].layer is not None and choice[p[0].layer] == "csr"]
-    return [c for c, _ in kept], [ms for _, ms in kept], t_dense.module_calls, choice
+def table_pricer(price, noise=None, collect: list | None = None):
+    """A deploy planner pricer (layer, x, device) -> {kernel: Timing} that prices each candidate kernel
+    (`ops.planner.built`) by tracing it on the layer's input `x`: ms = Σ `price(calls)`, noise = `noise(calls)`
+    (else 0). With `collect`, the traced calls are appended to it with their arguments (for profiling)."""
+    def pricer(layer: nn.Module, x: torch.Tensor, device: str) -> dict[str, Timing]:
+        out = {}
+        for name, module in built(layer, x, device).items():
+            calls = trace(module, x, keep=collect is not None).calls
+            if collect is not None:
+                collect.extend(calls)
+            ms = float(sum(price(calls)))
+            out[name] = Timing(ms, ms, 0.0, noise(calls) if noise else 0.0, 0)
+        return out
+    return pricer
+
+
+def deployed_trace(model: nn.Module, input_shape, target: Target, pricer, keep: bool = False) -> tuple[Trace, dict]:
+    """The trace of what export deploys of the masked `model` (`base.runnable`, the planner pricing each
+    candidate by `pricer`) on one batch of `input_shape` samples, and the plan. Traced on the CPU unless the
+    target is a present GPU; the planner plans in float32 (as export does), the trace runs in `target.dtype`."""
+    device = target.device if target.device == "cpu" or torch.cuda.is_available() else "cpu"
+    dtype = target.dtype if device != "cpu" or target.dtype != "float16" else "float32"
+    local = Target(**{**target.as_dict(), "device": device, "dtype": dtype})
+    with threads(target.threads):
+        model = model.to(device).eval()
+        x = example_input(ModelIO(tuple(input_shape), 0), Target(**{**local.as_dict(), "dtype": "float32"}))
+        module, plan = runnable(model, local, example=x, pricer=pricer)
+        return trace(module.to(dtype=DTYPES[target.dtype]), x.to(DTYPES[target.dtype]), keep=keep), plan
+
+
+def traced_kernels(model: nn.Module, input_shape, target: Target, price, noise=None):
+    """(kernels of what runs, their ms, number of module calls, {sparse layer: kernel}) of the masked `model`:
+    `price(calls)` gives the ms of each call, `noise(calls)` the noise of their sum. In `exported` mode each
+    sparse layer's candidate kernels are priced so and the planner picks among them (`ops.planner.choose`:
+    dense unless clearly faster), exactly as export does with timings — one code path."""
+    t, plan = deployed_trace(model, input_shape, target, table_pricer(price, noise))
+    choice = {} if target.mode == "masked" else {n: e["action"] for n, e in plan.items() if e["action"] != "slice"}
+    return t.calls, price(t.calls), t.module_calls, choice
 
 
 def noise_floor(kernel_noise: list[float], network_noise: list[float], spread: list[float]) -> dict:
@@ -274,20 +309,31 @@ def describe_noise(noise: dict) -> str:
             f"{', '.join(f'{v:.2f}' for v in noise['load_average'])}")
 
 
+def profile_module(table: LatencyTable, model: nn.Module, input_shape, target: Target, warmup: int = 3,
+                   repeats: int = 15) -> list:
+    """Time into `table` every kernel it lacks of the masked `model`'s deployed network and of every candidate
+    kernel of its sparse layers (as the planner prices them); returns the new kernels' Timings."""
+    candidates: list = []
+    zero = lambda calls: [0.0] * len(calls)  # noqa: E731 — ties: the deployed network stays dense
+    t, _ = deployed_trace(model, input_shape, target, table_pricer(zero, collect=candidates), keep=True)
+    new = {}
+    for call in t.calls + candidates:
+        if call.signature not in table.kernels:
+            new.setdefault(call.signature, call)
+    timings = replay_timings(list(new.values()), target.device, warmup, repeats)
+    for call, timing in zip(new.values(), timings):
+        table.kernels[call.signature] = {"op": call.op, "features": list(call.features), "ms": timing.ms,
+                                         "noise": timing.noise}
+    return timings
+
+
 def _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log) -> tuple[list, list]:
     noise, spread = [], []
     for i in range(archs):
-        arch = space.sample(rng)
-        t_dense, t_sparse, _ = runnable_traces(build_model(space, arch, io), io.input_shape, target, keep=True)
-        new = {}
-        for call in t_dense.calls + (t_sparse.calls if t_sparse is not None else []):
-            if call.signature not in table.kernels:
-                new.setdefault(call.signature, call)
-        for call, t in zip(new.values(), replay_timings(list(new.values()), target.device, warmup, repeats)):
-            table.kernels[call.signature] = {"op": call.op, "features": list(call.features), "ms": t.ms,
-                                             "noise": t.noise}
-            noise.append(t.noise)
-            spread.append(t.spread)
+        model = build_model(space, space.sample(rng), io)
+        timings = profile_module(table, model, io.input_shape, target, warmup, repeats)
+        noise += [t.noise for t in timings]
+        spread += [t.spread for t in timings]
         log(f"profiled arch {i + 1}/{archs}: {len(table.kernels)} kernels in the table")
     return noise, spread
 

@@ -113,7 +113,7 @@ def _inputs(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[s
     return inputs
 
 
-def _pick(layer: nn.Module, x: torch.Tensor | None, csr: str, device: str) -> tuple[str, dict]:
+def _pick(layer: nn.Module, x: torch.Tensor | None, csr: str, device: str, pricer) -> tuple[str, dict]:
     """The kernel of one plain layer and the entry fields that say why."""
     exists = {k: KERNELS.get(k).exists(layer, device) for k in ("csr", "nm")}
     if csr == "always" and exists["csr"] is None:
@@ -122,7 +122,7 @@ def _pick(layer: nn.Module, x: torch.Tensor | None, csr: str, device: str) -> tu
         return ("nm", {}) if exists["nm"] is None else ("dense", {})
     if list(candidates(layer, device)) == ["dense"]:
         return "dense", {"note": "no sparse kernel for this layer here"}
-    times = price(layer, x, device)
+    times = pricer(layer, x, device)
     kernel, margin = choose(times)
     note = ", ".join(f"{k} {t.ms:.3f} ms" for k, t in times.items()) + f" (needs {margin:.0%} over dense)"
     return kernel, {"times_ms": {k: round(t.ms, 5) for k, t in times.items()}, "note": note}
@@ -130,8 +130,10 @@ def _pick(layer: nn.Module, x: torch.Tensor | None, csr: str, device: str) -> tu
 
 @torch.no_grad()
 def to_deployable(model: nn.Module, example: torch.Tensor | None = None, csr: str = "auto", device: str = "cpu",
-                  plan: dict[str, dict] | None = None) -> tuple[nn.Module, dict[str, dict]]:
-    """A copy of `model` (eval mode) that runs each sparse layer as planned, and the plan (module docstring)."""
+                  plan: dict[str, dict] | None = None, pricer=price) -> tuple[nn.Module, dict[str, dict]]:
+    """A copy of `model` (eval mode) that runs each sparse layer as planned, and the plan (module docstring).
+    `pricer(layer, x, device) -> {kernel: Timing}` prices the candidates (default: timed, `planner.price`; the
+    `lut` predictor passes its table's prices, so that it plans exactly as export does)."""
     if csr not in CSR_CHOICES:
         raise ConfigError(f"csr must be one of {', '.join(CSR_CHOICES)}, got {csr!r}")
     model = copy.deepcopy(model).eval()
@@ -155,7 +157,7 @@ def to_deployable(model: nn.Module, example: torch.Tensor | None = None, csr: st
         if layer.dense or entry["sparsity"] == 0:
             kernel, extra = "dense", {}
         else:
-            kernel, extra = _pick(_layer(model, name), inputs.get(name), csr, device)
+            kernel, extra = _pick(_layer(model, name), inputs.get(name), csr, device, pricer)
         entry.update(action=kernel, **extra)
         if kernel != "dense":
             model = _swap_kernel(model, name, kernel)

@@ -4,6 +4,7 @@ faster by a margin above the measured timing noise.
 
 Public API, so that a latency predictor prices exactly what export deploys (one code path):
   candidates(module, device) -> {kernel: build}      the kernels that exist for `module` on `device`
+  built(module, x, device) -> {kernel: module}       the candidates that run on the layer's input `x`
   price(module, x, device) -> {kernel: Timing}       each candidate timed on `x` (`ops.timing.robust_ms`)
   choose(times) -> (kernel, margin)                  the pick: dense unless clearly faster
   price_spec(LayerSpec(...), device) -> {kernel: Timing}   the same for a layer given by its sizes and density
@@ -138,20 +139,29 @@ def candidates(module: nn.Module, device: str = "cpu", exclude: tuple[str, ...] 
             if name not in exclude and KERNELS.get(name).exists(module, device) is None}
 
 
+def built(module: nn.Module, x: torch.Tensor, device: str = "cpu", exclude: tuple[str, ...] = ()
+          ) -> dict[str, nn.Module]:
+    """{kernel: its module} of the candidates of `module` that really run on its input `x` (some kernels refuse
+    a dtype or shape only when they run)."""
+    out = {}
+    for name, build in candidates(module, device, exclude).items():
+        try:
+            out[name] = build(module)
+            out[name](x)
+        except (RuntimeError, ValueError, TypeError, NotImplementedError):  # a dtype a sparse kernel lacks, …
+            out.pop(name, None)
+    return out
+
+
 @torch.no_grad()
 def price(module: nn.Module, x: torch.Tensor, device: str = "cpu", exclude: tuple[str, ...] = (),
           repeats: int = 15) -> dict[str, Timing]:
-    """Every candidate kernel of `module` timed on its input `x`, interleaved (`robust_ms`)."""
-    built = {}
-    for name, build in candidates(module, device, exclude).items():
-        try:
-            built[name] = build(module)
-            built[name](x)  # some kernels refuse a dtype or shape only when they run
-        except (RuntimeError, ValueError, TypeError, NotImplementedError):  # a dtype a sparse kernel lacks, …
-            built.pop(name, None)
-    times = robust_ms([lambda m=m: m(x) for m in built.values()], device="cuda" if "cuda" in str(device) else "cpu",
+    """Every candidate kernel of `module` timed on its input `x`, interleaved (`robust_ms`). A latency table
+    prices the same `built` candidates from its kernels instead (`hardware.lut.table_price`)."""
+    kernels = built(module, x, device, exclude)
+    times = robust_ms([lambda m=m: m(x) for m in kernels.values()], device="cuda" if "cuda" in str(device) else "cpu",
                       repeats=repeats)
-    return dict(zip(built, times))
+    return dict(zip(kernels, times))
 
 
 @dataclass(frozen=True)
