@@ -1,11 +1,17 @@
 """Strategies told a trial a scheduler stopped early (`ok`, its last epoch's metrics, `epochs`, `stopped_early=1`):
 evolution never makes it a parent, TPE tells it to Optuna as PRUNED, OP-GFN does not train on it."""
+import json
+
 import numpy as np
 import pytest
+import scheduler_plugin  # noqa: F401 — registers the `curves` space
 from optuna.trial import TrialState
 
+from sparsenas.assemble import resolve
 from sparsenas.journal import TrialResult
 from sparsenas.objective import Objective
+from sparsenas.search import Search
+from sparsenas.space import Arch
 from sparsenas.spaces.nb201 import NB201Space
 from sparsenas.strategies import STRATEGIES
 from sparsenas.strategies.base import full_fidelity
@@ -97,3 +103,28 @@ def test_opgfn_does_not_train_on_a_stopped_trial_and_never_proposes_it_again():
     again = STRATEGIES.get("opgfn")(space, ACC, 1, **gfn.options)
     again.load_state_dict(state)
     assert again.partial == gfn.partial
+
+
+@pytest.mark.parametrize("name, options", [
+    ("tpe", {"n_startup_trials": 3}), ("evolution", {"population": 4, "sample_size": 2}),
+    ("opgfn", {"init_samples": 3, "batch_size": 2, "train_steps": 2, "train_steps_init": 2, "hidden": 8})])
+def test_a_scheduled_search_tells_each_strategy_which_trials_were_stopped(tmp_path, name, options):
+    """Through the search loop with ASHA (the `curves` space of tests/scheduler_plugin.py): the stopped trials of
+    the journal are exactly those the strategy holds as partial-fidelity."""
+    config = resolve([{"space": {"name": "curves"}, "strategy": {"name": name, **options},
+                       "search": {"budget": 12, "seed": 7}, "train": {"epochs": 9}, "scheduler": {"name": "asha"}}])
+    search = Search(config, tmp_path / "run", progress=False)
+    search.run()
+    recs = [json.loads(line) for line in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    stopped = {r["arch_id"] for r in recs if r["metrics"].get("stopped_early")}
+    full = {r["arch_id"] for r in recs} - stopped
+    assert stopped and full
+    strategy = search.strategy.strategy
+    if name == "tpe":  # duplicates of an arch are told its known result: the same state
+        pruned = {Arch(t.params).arch_id for t in strategy.study.get_trials() if t.state == TrialState.PRUNED}
+        assert pruned == stopped
+    elif name == "evolution":
+        assert {Arch.from_json(m[0]).arch_id for m in strategy.population} <= full
+    else:
+        assert set(strategy.partial) == stopped
+        assert {strategy.enc.arch(v).arch_id for v in strategy.hist_values} == full
