@@ -5,6 +5,12 @@ Dims, per cell type t ∈ {normal, reduce} and intermediate node i ∈ 0..3:
   t.n{i}.inputs  the two distinct input states "a-b" (0, 1 = the two previous cells, 2.. = earlier nodes)
   t.n{i}.op0/op1 the op on each input (the 7 DARTS ops; `none` is never part of a derived cell)
   t.keep         keep ratio of every sparse layer in cells of type t
+  t.structure    the sparsity structure of the cells of type t, only when `structures` lists several:
+                 `unstructured` (the `mask` option), `channel` (whole output channels) or N:M (e.g. `2:4`;
+                 a depthwise conv, whose inputs per group are not a multiple of M, stays unstructured at
+                 t.keep; the layers N:M fits keep N of M whatever t.keep). Stem and classifier stay
+                 unstructured. The default (`[unstructured]`) keeps the dims, archs and trials of before; the
+                 supernet (`--strategy differentiable`) searches only that default.
 The keep ratio is per cell type — not per layer — so the dims stay few (30) and the choice the DASS paper
 makes (one ratio for the whole net) is a corner of the space; stem and classifier follow the normal cells'
 ratio unless `stem_head_keep` fixes their own. `allocation` (default `uniform`: every layer at its cell type's
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
 from ..ops.masks import mask_kind
 from ..schema import OPT_NUM, Field, count, number, numbers, one_of
 from ..space import Arch, Categorical, SuperNet, register_space
-from .dass_net import ALLOCATION_METHODS, CELL_TYPES, NODES, OPS, Cell, DassNetwork, Sparse, input_pairs, reallocate
+from .dass_net import (ALLOCATION_METHODS, CELL_TYPES, NODES, OPS, Cell, DassNetwork, Sparse, input_pairs, reallocate,
+                       structures_ok)
 from .dass_supernet import DassSupernetSearch
 from .trained import TrainedSpace
 
@@ -43,6 +51,9 @@ class DassSpace(TrainedSpace, SuperNet):
                       "use scores, random, magnitude or channel)"),
         "ops": Field(list(OPS), (list,), bool, "must be a non-empty list of ops", choices=tuple(OPS)),
         "allocation": one_of("uniform", ALLOCATION_METHODS),
+        "structures": Field(["unstructured"], (list,), structures_ok,
+                            "must be a non-empty list of distinct structures: unstructured, channel or N:M "
+                            "(e.g. 2:4)"),
     }
 
     def __init__(self, **options):
@@ -56,6 +67,8 @@ class DassSpace(TrainedSpace, SuperNet):
                 self._dims[f"{kind}.n{n}.op0"] = Categorical(o["ops"])
                 self._dims[f"{kind}.n{n}.op1"] = Categorical(o["ops"])
             self._dims[f"{kind}.keep"] = Categorical([float(r) for r in ratios])
+            if len(o["structures"]) > 1:
+                self._dims[f"{kind}.structure"] = Categorical(list(o["structures"]))
 
     def dims(self):
         return dict(self._dims)
@@ -66,11 +79,15 @@ class DassSpace(TrainedSpace, SuperNet):
             for n in range(NODES):
                 a, b = arch[f"{kind}.n{n}.inputs"].split("-")
                 nodes.append(f"{arch[f'{kind}.n{n}.op0']}~{a}+{arch[f'{kind}.n{n}.op1']}~{b}")
-            return f"{kind}(keep={arch[f'{kind}.keep']}):" + "|".join(nodes)
+            structure = "" if len(self.options["structures"]) < 2 else f",{arch[f'{kind}.structure']}"
+            return f"{kind}(keep={arch[f'{kind}.keep']}{structure}):" + "|".join(nodes)
 
         return " ".join(cell(k) for k in CELL_TYPES)
 
     def supernet_search_class(self):
+        if len(self.options["structures"]) > 1:
+            raise ConfigError("--strategy differentiable: the DASS supernet learns unstructured score masks only; "
+                              "search space.structures with a discrete strategy (random, evolution, tpe, ...)")
         return DassSupernetSearch
 
     def build(self, arch: Arch, input_shape, num_classes) -> nn.Module:
@@ -80,7 +97,9 @@ class DassSpace(TrainedSpace, SuperNet):
         def make_cell(kind, *shape):
             genes = [(arch[f"{kind}.n{n}.inputs"], (arch[f"{kind}.n{n}.op0"], arch[f"{kind}.n{n}.op1"]))
                      for n in range(NODES)]
-            return Cell(genes, Sparse(arch[f"{kind}.keep"], o["mask"]), *shape)
+            structure = arch.get(f"{kind}.structure", "unstructured")
+            mask = o["mask"] if structure == "unstructured" else structure
+            return Cell(genes, Sparse(arch[f"{kind}.keep"], mask, fallback=o["mask"]), *shape)
 
         net = DassNetwork(input_shape, num_classes, o["C"], o["layers"], o["stem_multiplier"],
                           Sparse(head_keep, o["mask"]), make_cell)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import SparseConv2d, SparseLinear
+from ..ops.masks import mask_kind
 from ..ops.allocation import ALLOCATIONS, allocatable, scale_densities
 
 NODES = 4
@@ -20,21 +21,38 @@ CELL_TYPES = ("normal", "reduce")
 @dataclass(frozen=True)
 class Sparse:
     """Makes the sparse layers of one cell at one keep ratio, and its norms (`affine: false` in the supernet, as
-    the search network of DARTS and DASS)."""
+    the search network of DARTS and DASS). With an N:M `mask_mode`, a layer whose inputs per group are not a
+    multiple of M (a depthwise conv) takes `fallback` (the space's unstructured mask) at `keep` instead."""
 
     keep: float
     mask_mode: str
     affine: bool = True
+    fallback: str | None = None
 
     def norm(self, c: int) -> nn.BatchNorm2d:
         return nn.BatchNorm2d(c, affine=self.affine)
 
+    def mode(self, fan_in: int) -> str:
+        """The mask of a layer with `fan_in` inputs per output (per group)."""
+        kind = mask_kind(self.mask_mode)
+        return self.fallback if kind.pattern == "nm" and fan_in % kind.m and self.fallback else self.mask_mode
+
     def conv(self, c_in, c_out, kernel, stride=1, padding=0, dilation=1, groups=1) -> SparseConv2d:
         return SparseConv2d(c_in, c_out, kernel, stride, padding, dilation, groups, bias=False,
-                            keep=self.keep, mask_mode=self.mask_mode)
+                            keep=self.keep, mask_mode=self.mode(c_in // groups))
 
     def linear(self, c_in, c_out) -> SparseLinear:
-        return SparseLinear(c_in, c_out, keep=self.keep, mask_mode=self.mask_mode)
+        return SparseLinear(c_in, c_out, keep=self.keep, mask_mode=self.mode(c_in))
+
+
+STRUCTURES = ("unstructured", "channel")  # and N:M specs
+
+
+def structures_ok(v) -> bool:
+    """A `structures` option: a non-empty list of distinct structures (unstructured, channel or N:M)."""
+    def ok(x):
+        return isinstance(x, str) and (x in STRUCTURES or mask_kind(x).pattern == "nm")  # mask_kind: own error
+    return isinstance(v, list) and bool(v) and len(set(map(str, v))) == len(v) and all(ok(x) for x in v)
 
 
 ALLOCATION_METHODS = ("uniform", "er", "erk")
