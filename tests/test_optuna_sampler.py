@@ -170,3 +170,24 @@ def test_opgfn_on_a_multi_objective_study_finds_the_front():
     points = {t.number: (t.values[0], -t.values[1]) for t in study.trials}
     front = {n for n, p in points.items() if not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in points.values())}
     assert {t.number for t in study.best_trials} == front and len(study.trials) == 20
+
+
+def test_a_pruned_trial_reaches_the_strategy_as_stopped_early_at_its_last_reported_value():
+    """An Optuna pruner's stop is a scheduler's: ok at the last intermediate value, with `epochs` and
+    `stopped_early=1` (a pruned trial that reported nothing stays failed)."""
+    sampler = StrategySampler("random", seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def objective(trial):
+        value = _objective(trial)
+        if trial.number == 2:
+            trial.report(0.5, 1)
+            trial.report(0.75, 2)
+            raise optuna.TrialPruned()
+        if trial.number == 3:
+            raise optuna.TrialPruned()
+        return value
+    study.optimize(objective, n_trials=5)
+    stopped, silent = (sampler._result(study.trials[n]) for n in (2, 3))
+    assert stopped.status == "ok" and stopped.metrics == {"value0": 0.75, "epochs": 2.0, "stopped_early": 1.0}
+    assert silent.status == "failed" and silent.metrics == {}

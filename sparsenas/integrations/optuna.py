@@ -5,7 +5,8 @@ single-value distributions left out) becomes native dims at this edge: categoric
 Int (a log int is searched on its linear grid), float → Float, float with a step → Int over the grid index.
 Whenever that space changes the strategy is rebuilt and told every finished trial that fits it. Before each
 proposal the strategy is told, in trial order, the trials that finished since (COMPLETE → ok, or infeasible
-when an Optuna constraint is > 0; FAIL / PRUNED → failed), with the study's directions as its objectives —
+when an Optuna constraint is > 0; PRUNED with a reported value → ok at that step's value, with `epochs` and
+`stopped_early=1`, as a scheduler's stopped trial; FAIL, or PRUNED without one → failed), with the study's directions as its objectives —
 so multi-objective studies work with strategies that use several objectives (opgfn's Pareto target).
 Parameters outside the relative space come from an independent sampler (RandomSampler by default); once
 the strategy has nothing new to propose (a small space used up), relative parameters are drawn uniformly.
@@ -161,6 +162,10 @@ class StrategySampler(BaseSampler):
             violated = [v for k, v in frozen.system_attrs.items()
                         if k.startswith(_CONSTRAINTS_PREFIX) and _violates(v)]
             status = "infeasible" if violated else "ok"
+        elif frozen.state == TrialState.PRUNED and frozen.intermediate_values:  # stopped early: a partial result
+            step = max(frozen.intermediate_values)
+            status = "ok"
+            metrics = {"value0": float(frozen.intermediate_values[step]), "epochs": float(step), "stopped_early": 1.0}
         return TrialResult(frozen.number, arch, arch.to_json(), status, metrics)
 
 
