@@ -31,9 +31,9 @@ from ..errors import ConfigError
 from ..ops.masks import mask_kind
 from ..schema import OPT_NUM, Field, count, number, numbers, one_of
 from ..space import Arch, Categorical, SuperNet, register_space
-from .dass_net import (ALLOCATION_METHODS, CELL_TYPES, NODES, OPS, Cell, DassNetwork, Sparse, input_pairs, reallocate,
-                       structures_ok)
+from .dass_net import ALLOCATION_METHODS, CELL_TYPES, NODES, OPS, Cell, DassNetwork, Sparse, input_pairs, reallocate
 from .dass_supernet import DassSupernetSearch
+from .structures import structure_mask, structures_field
 from .trained import TrainedSpace
 
 
@@ -51,9 +51,7 @@ class DassSpace(TrainedSpace, SuperNet):
                       "use scores, random, magnitude or channel)"),
         "ops": Field(list(OPS), (list,), bool, "must be a non-empty list of ops", choices=tuple(OPS)),
         "allocation": one_of("uniform", ALLOCATION_METHODS),
-        "structures": Field(["unstructured"], (list,), structures_ok,
-                            "must be a non-empty list of distinct structures: unstructured, channel or N:M "
-                            "(e.g. 2:4)"),
+        "structures": structures_field(),
     }
 
     def __init__(self, **options):
@@ -97,8 +95,7 @@ class DassSpace(TrainedSpace, SuperNet):
         def make_cell(kind, *shape):
             genes = [(arch[f"{kind}.n{n}.inputs"], (arch[f"{kind}.n{n}.op0"], arch[f"{kind}.n{n}.op1"]))
                      for n in range(NODES)]
-            structure = arch.get(f"{kind}.structure", "unstructured")
-            mask = o["mask"] if structure == "unstructured" else structure
+            mask = structure_mask(arch.get(f"{kind}.structure", "unstructured"), o["mask"])
             return Cell(genes, Sparse(arch[f"{kind}.keep"], mask, fallback=o["mask"]), *shape)
 
         net = DassNetwork(input_shape, num_classes, o["C"], o["layers"], o["stem_multiplier"],

@@ -45,16 +45,6 @@ class Sparse:
         return SparseLinear(c_in, c_out, keep=self.keep, mask_mode=self.mode(c_in))
 
 
-STRUCTURES = ("unstructured", "channel")  # and N:M specs
-
-
-def structures_ok(v) -> bool:
-    """A `structures` option: a non-empty list of distinct structures (unstructured, channel or N:M)."""
-    def ok(x):
-        return isinstance(x, str) and (x in STRUCTURES or mask_kind(x).pattern == "nm")  # mask_kind: own error
-    return isinstance(v, list) and bool(v) and len(set(map(str, v))) == len(v) and all(ok(x) for x in v)
-
-
 ALLOCATION_METHODS = ("uniform", "er", "erk")
 
 

@@ -49,6 +49,7 @@ from ..ops.sparse import SparseMixin
 from ..ops.sparse_ift import DenseUnit, LayerSpec, SparseUnit, Unit, base_scaling, make_unit
 from ..schema import Field, count, counts, numbers, one_of
 from ..space import Arch, Categorical, register_space
+from .structures import structure_mask, structures_field
 from .trained import TrainedSpace
 
 
@@ -152,6 +153,7 @@ class SparseIFTSpace(TrainedSpace):
         "mask": Field("random", (str,), lambda v: mask_kind(v).pattern == "unstructured",
                       "must be an unstructured mask (the iso-FLOP solve sets exact per-layer counts), e.g. random, "
                       "magnitude or scores"),
+        "structures": structures_field(),
     }
 
     def __init__(self, **options):
@@ -166,16 +168,22 @@ class SparseIFTSpace(TrainedSpace):
         if unknown:
             raise ConfigError(f"space.members: unknown member(s) {', '.join(map(str, unknown))} "
                               f"(known: {', '.join(allowed)})")
+        nm = [x for x in o["structures"] if mask_kind(structure_mask(x, o["mask"])).pattern == "nm"]
+        if nm:
+            raise ConfigError(f"space.structures: {', '.join(nm)}: N:M fixes every layer's density at N/M, which "
+                              f"the Sparse-IFT members' iso-FLOP counts cannot keep (use unstructured, channel)")
         sparsities = Categorical([float(x) for x in o["sparsities"]])
+        structures = {"structure": Categorical(list(o["structures"]))} if len(o["structures"]) > 1 else {}
         self.backbone = BACKBONES[o["backbone"]]
         self.plan = self.backbone.plan(o)
         if o["scope"] == "network":
-            self._dims = {"member": Categorical(members), "sparsity": sparsities}
+            self._dims = {"member": Categorical(members), "sparsity": sparsities, **structures}
         else:
             self._dims = {}
             for i in range(len(self.plan)):
                 self._dims[f"b{i}.member"] = Categorical(members)
                 self._dims[f"b{i}.sparsity"] = sparsities
+                self._dims.update({f"b{i}.{k}": v for k, v in structures.items()})
 
     def dims(self):
         return dict(self._dims)
@@ -186,11 +194,18 @@ class SparseIFTSpace(TrainedSpace):
             return [(arch["member"], arch["sparsity"])] * len(self.plan)
         return [(arch[f"b{i}.member"], arch[f"b{i}.sparsity"]) for i in range(len(self.plan))]
 
-    def label(self, arch: Arch) -> str:
-        def block(member, s):
-            return member if member == "dense" else f"{member}@{s:g}"
+    def block_masks(self, arch: Arch) -> list[str]:
+        """The mask spec of every block: its structure's (`structures`), by default the `mask` option."""
+        keys = ["structure"] * len(self.plan) if self.options["scope"] == "network" else \
+            [f"b{i}.structure" for i in range(len(self.plan))]
+        return [structure_mask(arch.get(k, "unstructured"), self.options["mask"]) for k in keys]
 
-        choices = self.block_choices(arch)
+    def label(self, arch: Arch) -> str:
+        def block(member, s, mask):
+            channel = "ch" if mask == "channel" and member != "dense" else ""
+            return member if member == "dense" else f"{member}@{channel}{s:g}"
+
+        choices = list(zip(*zip(*self.block_choices(arch)), self.block_masks(arch)))
         if self.options["scope"] == "network":
             choices = choices[:1]
         return f"{self.options['backbone']}:" + ",".join(block(*c) for c in choices)
@@ -199,10 +214,10 @@ class SparseIFTSpace(TrainedSpace):
         if self.backbone.kind == "conv" and len(input_shape) != 3:
             raise ConfigError(f"space.backbone=resnet needs image inputs (C, H, W), got shape {tuple(input_shape)}; "
                               f"use space.backbone=mlp")
-        choices = self.block_choices(arch)
+        choices, masks = self.block_choices(arch), self.block_masks(arch)
         if choices[0][0] == "wide":
-            return self._network_wide(choices[0][1], tuple(input_shape), num_classes)
-        return self._network(self.options, [member_units(m, s, self.options["mask"]) for m, s in choices],
+            return self._network_wide(choices[0][1], masks[0], tuple(input_shape), num_classes)
+        return self._network(self.options, [member_units(m, s, mask) for (m, s), mask in zip(choices, masks)],
                              tuple(input_shape), num_classes)
 
     def _network(self, o: dict, units: list[UnitMaker], input_shape, num_classes) -> "SparseIFTNet":
@@ -211,14 +226,14 @@ class SparseIFTSpace(TrainedSpace):
         stem = DenseUnit(self.backbone.stem(o, input_shape), 0.0, "")
         return SparseIFTNet(self.backbone.kind, stem, blocks, plan[-1].c_out, num_classes)
 
-    def _network_wide(self, sparsity: float, input_shape, num_classes) -> "SparseIFTNet":
+    def _network_wide(self, sparsity: float, mask: str, input_shape, num_classes) -> "SparseIFTNet":
         """The paper's Sparse Wide: every width × √base; the blocks' layers keep one density, solved so that the
         network's sparse FLOPs equal the dense network's (stem, head and shortcuts are dense, and widened)."""
         o, g = self.options, math.sqrt(base_scaling(sparsity))
         dense = self._network(o, [member_units("dense", 0.0, "")] * len(self.plan), input_shape, num_classes)
         budget = sum(row.flops for row in count_layers(dense, input_shape))
         wide = {**o, "C": int(o["C"] * g + 1e-9), "hidden": int(o["hidden"] * g + 1e-9)}
-        keep_all: UnitMaker = lambda spec, widen_in, widen_out: SparseUnit(spec, spec.weights, o["mask"])  # noqa: E731
+        keep_all: UnitMaker = lambda spec, widen_in, widen_out: SparseUnit(spec, spec.weights, mask)  # noqa: E731
         net = self._network(wide, [keep_all] * len(self.plan), input_shape, num_classes)
         modules = dict(net.named_modules())
         rows = [(modules[row.name], row) for row in count_layers(net, input_shape)]
