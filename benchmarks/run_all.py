@@ -40,31 +40,27 @@ class Experiment:
     args: tuple[str, ...] = ()
     minutes: float = 5.0  # estimated, alone on an idle 2-core CPU: the longest start first
     timing: bool = False  # measures wall-clock speed: run alone
-    issue_item: str = ""
 
 
 EXPERIMENTS = (
     Experiment("random_search_baseline", "Random search as a baseline for sparse NAS", "random_search_baseline.py",
-               minutes=12, issue_item="1"),
-    Experiment("random_pruning_erk", "Random pruning: uniform vs ER vs ERK", "random_pruning_erk.py", minutes=22,
-               issue_item="2"),
-    Experiment("dass", "DASS vs DARTS-then-prune vs random", "dass_vs_baselines.py", minutes=52,
-               issue_item="3"),
-    Experiment("tas", "TAS: FLOP target and distillation", "tas_kd.py", minutes=13, issue_item="4"),
+               minutes=12),
+    Experiment("random_pruning_erk", "Random pruning: uniform vs ER vs ERK", "random_pruning_erk.py", minutes=22),
+    Experiment("dass", "DASS vs DARTS-then-prune vs random", "dass_vs_baselines.py", minutes=52),
+    Experiment("tas", "TAS: FLOP target and distillation", "tas_kd.py", minutes=13),
     Experiment("sparse_ift_mnist", "Sparse-IFT members at iso-FLOP (MNIST)", "sparse_ift_members.py",
-               ("--dataset", "mnist", "--workers", "1"), minutes=30, issue_item="5"),
+               ("--dataset", "mnist", "--workers", "1"), minutes=30),
     Experiment("sparse_ift_digits", "Sparse-IFT members at iso-FLOP (digits)", "sparse_ift_members.py",
-               ("--dataset", "digits", "--workers", "1"), minutes=6, issue_item="5"),
+               ("--dataset", "digits", "--workers", "1"), minutes=6),
     Experiment("nb201", "Strategies on NAS-Bench-201", "nb201_strategies.py", ("--workers", "1"),
-               minutes=40, issue_item="6"),
+               minutes=40),
     Experiment("latency", "Latency predictor accuracy", "latency_accuracy.py", ("--hog", "2"), minutes=40,
-               timing=True, issue_item="7"),
-    Experiment("sparse_speed", "Sparse execution speed", "sparse_speed.py", minutes=12, timing=True,
-               issue_item="7"),
+               timing=True),
+    Experiment("sparse_speed", "Sparse execution speed", "sparse_speed.py", minutes=12, timing=True),
     Experiment("layerwise", "Layer-wise sparsity of a user model: search vs uniform / ERK / random",
-               "layerwise_search.py", minutes=20, issue_item="8"),
+               "layerwise_search.py", minutes=20),
     Experiment("early_stopping", "Early stopping: schedulers on random and tpe (dass, MNIST 14×14)",
-               "early_stopping.py", minutes=60, issue_item="#21"),
+               "early_stopping.py", minutes=60),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
