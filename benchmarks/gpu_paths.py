@@ -79,6 +79,11 @@ def unstructured(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     return weight * (weight.abs() > threshold)
 
 
+def unsupported(name, out, inp, batch, error: Exception) -> dict:
+    return {"kernel": name, "shape": f"{out}x{inp}", "batch": batch,
+            "error": f"unsupported: {type(error).__name__}: {str(error).splitlines()[0][:90]}"}
+
+
 def kernel_row(name, out, inp, batch, dense_fn, sparse_fn, reference, repeats):
     row = {"kernel": name, "shape": f"{out}x{inp}", "batch": batch}
     try:
@@ -92,7 +97,7 @@ def kernel_row(name, out, inp, batch, dense_fn, sparse_fn, reference, repeats):
         except (RuntimeError, NotImplementedError) as e:  # a kernel that cannot be captured
             row["graph_speedup"] = f"no graph: {type(e).__name__}"
     except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:
-        row["error"] = f"unsupported: {type(e).__name__}: {str(e).splitlines()[0][:90]}"
+        return unsupported(name, out, inp, batch, e)
     return row
 
 
@@ -107,8 +112,7 @@ def layer_rows(out: int, inp: int, batch: int, repeats: int) -> list[dict]:
     try:
         semi = torch.sparse.to_sparse_semi_structured(nm)
     except (RuntimeError, NotImplementedError, ValueError) as e:
-        rows.append({"kernel": "nm_2_4", "shape": f"{out}x{inp}", "batch": batch,
-                     "error": f"unsupported: {type(e).__name__}: {str(e).splitlines()[0][:90]}"})
+        rows.append(unsupported("nm_2_4", out, inp, batch, e))
     else:
         rows.append(kernel_row("nm_2_4", out, inp, batch, lambda: nm @ xt16, lambda: semi @ xt16, nm @ xt16,
                                repeats))
@@ -118,8 +122,7 @@ def layer_rows(out: int, inp: int, batch: int, repeats: int) -> list[dict]:
         rows.append(kernel_row("bsr_90", out, inp, batch, lambda: bsr_dense @ xt16, lambda: bsr @ xt16,
                                bsr_dense @ xt16, repeats))
     except (RuntimeError, NotImplementedError) as e:
-        rows.append({"kernel": "bsr_90", "shape": f"{out}x{inp}", "batch": batch,
-                     "error": f"unsupported: {type(e).__name__}: {str(e).splitlines()[0][:90]}"})
+        rows.append(unsupported("bsr_90", out, inp, batch, e))
     csr_dense = unstructured(w32, 0.9)
     csr = csr_dense.to_sparse_csr()
     xt32 = x32.t().contiguous()
@@ -173,10 +176,10 @@ def main() -> None:
     def best(kernel):
         found = [r["speedup"] for r in rows if r["kernel"] == kernel and "speedup" in r]
         return f"{max(found):.3f}" if found else "nan"
-    big = {r["kernel"]: r.get("speedup") for r in rows if r["shape"] == "8192x8192"}
-    graph = {r["kernel"]: r.get("graph_speedup") for r in rows if r["shape"] == "8192x8192"}
-    fmt = {k: (f"{v:.3f}" if isinstance(v, float) else "nan") for k, v in big.items()}
-    gfmt = {k: (f"{v:.3f}" if isinstance(v, float) else "nan") for k, v in graph.items()}
+    def at_8192(key):
+        return {r["kernel"]: f"{r[key]:.3f}" if isinstance(r.get(key), float) else "nan"
+                for r in rows if r["shape"] == "8192x8192"}
+    fmt, gfmt = at_8192("speedup"), at_8192("graph_speedup")
     cpu, cuda = (next(t for t in train if t["device"] == d) for d in ("cpu", "cuda"))
     print(f"RESULT gpu={name.replace(' ', '_')} speedup_nm24_8192={fmt.get('nm_2_4', 'nan')} "
           f"speedup_bsr90_8192={fmt.get('bsr_90', 'nan')} speedup_csr90_8192={fmt.get('csr_90', 'nan')} "

@@ -12,8 +12,6 @@ Needs the `onnx` extra (pip install sparsenas[onnx]) for onnxruntime.
 """
 from __future__ import annotations
 
-import io
-import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -21,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..ops.formats import onnx_bytes
 from ..registry import Registry
 
 RUNTIMES: Registry[Callable[[nn.Module, torch.Tensor, Any], Callable[[], Any]]] = Registry("latency runtime")
@@ -98,11 +97,7 @@ def onnx_model(module: nn.Module, x: torch.Tensor):
     except ImportError:
         raise ConfigError("latency.runtime onnxruntime needs onnx and onnxruntime (pip install sparsenas[onnx])") \
             from None
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"], opset_version=17)
-    return fold_zero_products(onnx.load_from_string(buf.getvalue()))
+    return fold_zero_products(onnx.load_from_string(onnx_bytes(module, x)))
 
 
 @RUNTIMES.register("onnxruntime")

@@ -80,6 +80,18 @@ def densified(module: nn.Module) -> tuple[nn.Module, list[str]]:
     return module, names
 
 
+def onnx_bytes(module: nn.Module, x: torch.Tensor, dynamic_batch: bool = False) -> bytes:
+    """`module` (dense layers only) as an ONNX model traced on `x`: the TorchScript exporter, opset 17, input
+    `x` and output `y`; the batch dimension fixed to x's unless `dynamic_batch`."""
+    axes = {"x": {0: "batch"}, "y": {0: "batch"}} if dynamic_batch else None
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"],
+                          opset_version=17, dynamic_axes=axes)
+    return buf.getvalue()
+
+
 @FORMATS.register("onnx")
 def _onnx(module: nn.Module, x: torch.Tensor, out: Path) -> dict:
     try:
@@ -87,22 +99,17 @@ def _onnx(module: nn.Module, x: torch.Tensor, out: Path) -> dict:
     except ImportError:
         raise ConfigError("--format onnx needs onnx (pip install sparsenas[onnx])") from None
     dense, names = densified(module)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(dense.eval(), (x,), buf, dynamo=False, input_names=["x"], output_names=["y"],
-                          opset_version=17, dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    model = onnx.load_from_string(buf.getvalue())
-    onnx.checker.check_model(model)
+    data = onnx_bytes(dense.eval(), x, dynamic_batch=True)
+    onnx.checker.check_model(onnx.load_from_string(data))
     path = out / "model.onnx"
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(data)
     info = {"format": "onnx", "file": path.name, "dense_layers": names,
             "note": "ONNX has no sparse tensors: these layers are stored dense" if names else ""}
     try:
         import onnxruntime as ort
     except ImportError:
         return info
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     with torch.no_grad():
         info["max_abs_diff"] = _check(module(x), session.run(None, {"x": x.cpu().numpy()})[0], "onnx")
     return info
