@@ -206,17 +206,19 @@ def _normalised(train, val, test):
     return tuple(((x - mean) / std, y) for x, y in (train, val, test))
 
 
-def _read(name, path, val_fraction, test_fraction, image_size):
+def _read(name, path, val_fraction, test_fraction, image_size, limit):
+    """The loader's splits, and whether it resized them; `image_size` and `limit` go to loaders that take them
+    (an image folder then reads only the images it keeps)."""
     loader = DATASETS.get(name)
-    if image_size and "image_size" in inspect.signature(loader).parameters:
-        return loader(path, val_fraction, test_fraction, image_size=image_size), True
-    return loader(path, val_fraction, test_fraction), False
+    accepts = inspect.signature(loader).parameters
+    options = {k: v for k, v in (("image_size", image_size), ("limit", limit)) if v and k in accepts}
+    return loader(path, val_fraction, test_fraction, **options), "image_size" in options
 
 
 @functools.lru_cache(maxsize=4)
 def _cached(name, path, val_fraction, test_fraction, limit, downsample, image_size=None, normalize="none",
             augment=()) -> Splits:
-    ((train, val, test), num_classes), resized = _read(name, path, val_fraction, test_fraction, image_size)
+    ((train, val, test), num_classes), resized = _read(name, path, val_fraction, test_fraction, image_size, limit)
     if limit:
         train = (train[0][:limit], train[1][:limit])
     if image_size and not resized:
@@ -232,7 +234,7 @@ def _cached(name, path, val_fraction, test_fraction, limit, downsample, image_si
 
 def load_data(cfg: dict) -> Splits:
     """The splits for a `data` config section; loaded once per process and cached. `limit` keeps the first
-    `limit` training examples; `image_size` resizes every image to that square size; `downsample` average-pools
+    `limit` training examples (of an image folder: taken from the classes in turn); `image_size` resizes every image to that square size; `downsample` average-pools
     every image by that factor (1 = as is); `normalize: dataset` standardises with the training split's
     statistics; `augment` (flip, crop) transforms training batches (`Splits.augment`)."""
     augment = cfg.get("augment") or ()

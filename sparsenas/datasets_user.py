@@ -5,10 +5,10 @@ of a split every dataset returns. Both check their input and fail with one line
 also the test split, so `test_acc` then equals `val_acc`."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
 from .errors import ConfigError
@@ -108,7 +108,8 @@ def npz(path, val_fraction, test_fraction):
 
 
 def _image_files(folder: Path, classes: list[str] | None, where: str) -> tuple[list[str], list[tuple[Path, int]]]:
-    """The class names (those of `folder` when `classes` is None) and the (file, label) pairs under `folder`."""
+    """The class names (those of `folder` when `classes` is None) and the (file, label) pairs under `folder`,
+    the classes in turn."""
     names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if classes is None:
         classes = names
@@ -120,10 +121,15 @@ def _image_files(folder: Path, classes: list[str] | None, where: str) -> tuple[l
         found = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not found and folder.name == "train":
             raise ConfigError(f"{where}: train/{name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        files += [(f, classes.index(name)) for f in found]
-    if not files:
+        files.append([(f, classes.index(name)) for f in found])
+    if not any(files):
         raise ConfigError(f"{where}: {folder.name}/ holds no images in class sub-folders")
-    return classes, files
+    return classes, interleaved(files)
+
+
+def interleaved(groups: list[list]) -> list:
+    """The items of every group taken in turn (a1 b1 c1 a2 b2 …), so that any prefix holds every group alike."""
+    return [item for row in itertools.zip_longest(*groups) for item in row if item is not None]
 
 
 def _pixels(file: Path, image_size: int | None, where: str) -> np.ndarray:
@@ -140,10 +146,11 @@ def _pixels(file: Path, image_size: int | None, where: str) -> np.ndarray:
         raise ConfigError(f"{where}: cannot read {file} ({e})".splitlines()[0]) from None
 
 
-def imagefolder(path, val_fraction, test_fraction, image_size=None):
+def imagefolder(path, val_fraction, test_fraction, image_size=None, limit=None):
     """`data.path`: a folder with train/, val/ and optionally test/, each with one sub-folder of images per
     class (the class names are train/'s, sorted). Images of different sizes need `data.image_size`; grey
-    images stay one channel unless the tree also holds colour ones. Pixels are scaled to [0, 1]."""
+    images stay one channel unless the tree also holds colour ones. Pixels are scaled to [0, 1]. Training
+    images are ordered by taking the classes in turn; with `limit` only the first `limit` are read."""
     root = require(path, "imagefolder", "a folder with train/ and val/, one sub-folder per class")
     where = f"dataset 'imagefolder': {root}"
     for split in ("train", "val"):
@@ -152,7 +159,7 @@ def imagefolder(path, val_fraction, test_fraction, image_size=None):
     classes, files = _image_files(root / "train", None, where)
     if len(classes) < 2:
         raise ConfigError(f"{where}: train/ has {len(classes)} class sub-folder(s); at least 2 are needed")
-    parts = {"train": files}
+    parts = {"train": files[:limit] if limit else files}
     for split in ("val", "test"):
         if (root / split).is_dir():
             parts[split] = _image_files(root / split, classes, where)[1]

@@ -88,11 +88,18 @@ def test_imagefolder_reads_classes_channels_and_splits(tmp_path):
     root = write_tree(tmp_path / "grey", mode="L", splits=(("train", 3), ("val", 2)))
     data = load_data(validate_section("data", {"name": "imagefolder", "path": str(root)}, CORE["data"]))
     assert data.input_shape == (1, 8, 8) and data.num_classes == 2
-    assert data.train[1].tolist() == [0, 0, 0, 1, 1, 1] and torch.equal(data.test[0], data.val[0])  # no test/
+    assert data.train[1].tolist() == [0, 1, 0, 1, 0, 1] and torch.equal(data.test[0], data.val[0])  # no test/
     assert data.train[0].min() >= 0 and data.train[0].max() <= 1
     colour = load_data(validate_section("data", {"name": "imagefolder", "path": str(write_tree(tmp_path / "rgb"))},
                                         CORE["data"]))
     assert colour.input_shape == (3, 8, 8) and torch.allclose(colour.train[0][0, :, 0, 0], torch.tensor([1., 0, 0]))
+
+
+def test_imagefolder_limit_keeps_every_class_and_reads_only_the_kept_images(tmp_path):
+    root = write_tree(tmp_path / "tree", splits=(("train", 4), ("val", 2)))
+    (root / "train" / "class1" / "3.png").write_bytes(b"not an image")  # the last of class1: beyond the limit
+    data = load_data(validate_section("data", {"name": "imagefolder", "path": str(root), "limit": 4}, CORE["data"]))
+    assert data.train[1].tolist() == [0, 1, 0, 1] and len(data.val[1]) == 4
 
 
 def test_npz_uint8_images_are_scaled_and_classes_name_the_count(tmp_path):
