@@ -1,5 +1,6 @@
-"""Schedulers: conformance of every registered one, early stopping on the local executor (one and several
-objectives), bad settings, the old execution.* keys, TensorBoard curves, and kill -9 + --resume."""
+"""Schedulers: the conformance suite (sparsenas.testing.check_scheduler) over every registered one, and broken
+ones it catches; early stopping on the local executor (one and several objectives), bad settings, the old
+execution.* keys, TensorBoard curves, and kill -9 + --resume."""
 import json
 import logging
 import os
@@ -19,9 +20,10 @@ from sparsenas.assemble import resolve
 from sparsenas.errors import ConfigError
 from sparsenas.objective import Objective
 from sparsenas.schedulers import SCHEDULERS
+from sparsenas.schedulers.asha import AshaScheduler
 from sparsenas.search import Search
+from sparsenas.testing import check_scheduler
 
-ACTIVE = [n for n in SCHEDULERS.names() if SCHEDULERS.get(n).active]
 ONE, TWO = Objective(["val_acc"]), Objective(["val_acc"], ["flops"])
 EPOCHS = 9
 
@@ -30,72 +32,63 @@ def make(name, objective=ONE, seed=0, **options):
     return SCHEDULERS.get(name)(objective, EPOCHS, seed, **options)
 
 
-def stream(seed, trials=12):
-    """Random interleaved per-epoch reports of `trials` trials: (trial, epochs, metrics)."""
-    rng = random.Random(seed)
-    level = {t: rng.random() for t in range(trials)}
-    flops = {t: rng.choice([1.0, 2.0, 3.0]) for t in range(trials)}
-    done, out = dict.fromkeys(range(trials), 0), []
-    while any(e < EPOCHS for e in done.values()):
-        t = rng.choice([t for t, e in done.items() if e < EPOCHS])
-        done[t] += 1
-        out.append((t, done[t], {"val_acc": level[t] * (0.5 + done[t] / 20) + rng.gauss(0, 0.02),
-                                 "flops": flops[t]}))
-    return out
+@pytest.mark.parametrize("name", SCHEDULERS.names())
+def test_every_scheduler_passes_the_conformance_suite(name):
+    check_scheduler(SCHEDULERS.get(name))
 
 
-def decisions(scheduler, reports, stopped=None):
-    """Feed `reports` (skipping trials once stopped); the (trial, epochs) of each stop."""
-    stopped = set() if stopped is None else stopped
-    out = []
-    for t, e, m in reports:
-        if t not in stopped and scheduler.report(t, e, m):
-            stopped.add(t)
-            out.append((t, e))
-    return out
+class NeverStops(AshaScheduler):
+    def decide(self, trial, epochs, point):
+        return False
 
 
-@pytest.mark.parametrize("objective", [ONE, TWO], ids=["one", "two"])
-@pytest.mark.parametrize("name", ACTIVE)
-def test_same_seed_same_decisions_and_they_stop_someone(name, objective):
-    reports = stream(1)
-    first, second = decisions(make(name, objective, seed=5), reports), decisions(make(name, objective, seed=5), reports)
-    assert first == second
-    assert [(t, e) for t, e in first if e < EPOCHS]  # some trial stopped before the end
+class StopsEveryoneAtTheFirstRung(AshaScheduler):
+    def decide(self, trial, epochs, point):
+        return epochs == self.milestones(trial)[0]
 
 
-@pytest.mark.parametrize("name", ACTIVE)
-def test_state_round_trip_continues_with_the_same_decisions(name):
-    reports = stream(2)
-    whole = decisions(make(name, TWO), reports)
-    scheduler, stopped = make(name, TWO), set()
-    head = decisions(scheduler, reports[:60], stopped)
-    restored = make(name, TWO)
-    restored.load_state_dict(json.loads(json.dumps(scheduler.state_dict())))
-    assert json.dumps(restored.state_dict(), sort_keys=True) == json.dumps(scheduler.state_dict(), sort_keys=True)
-    assert head + decisions(restored, reports[60:], stopped) == whole
+class DrawsWithoutTheSeed(AshaScheduler):
+    def decide(self, trial, epochs, point):
+        return epochs in self.rungs and random.random() < 0.5
 
 
-@pytest.mark.parametrize("objective", [ONE, TWO], ids=["one", "two"])
-@pytest.mark.parametrize("name", ACTIVE)
-def test_trial_dominated_at_every_rung_stops_at_its_first(name, objective):
-    scheduler = make(name, objective, seed=3)
-    for t in range(24):  # good trials, all trained to the end
-        for e in range(1, EPOCHS + 1):
-            scheduler.report(t, e, {"val_acc": 0.5 + 0.01 * t + 0.01 * e, "flops": 1.0})
-    for bad in range(24, 34):
-        first = scheduler.milestones(bad)
-        stops = [e for e in range(1, EPOCHS + 1) if scheduler.report(bad, e, {"val_acc": 0.1, "flops": 5.0})]
-        assert stops[0] == (first[0] if first else EPOCHS)
+class ForgetsItsRungs(AshaScheduler):
+    def load_state_dict(self, state):
+        pass
 
 
-@pytest.mark.parametrize("objective", [ONE, TWO], ids=["one", "two"])
-@pytest.mark.parametrize("name", ACTIVE)
-def test_best_trial_is_never_stopped(name, objective):
-    scheduler, reports = make(name, objective), stream(4)
-    decisions(scheduler, reports)
-    top = max(m["val_acc"] for _, _, m in reports)
-    assert not any(scheduler.report(99, e, {"val_acc": top + e, "flops": 0.5}) for e in range(1, EPOCHS))
+class CountsOutsideItsState(AshaScheduler):
+    """Stops no one in its first 20 reports, and leaves the count out of state_dict."""
+
+    def decide(self, trial, epochs, point):
+        self.seen = getattr(self, "seen", 0) + 1
+        return super().decide(trial, epochs, point) and self.seen > 20
+
+
+class StopsOneRungLate(AshaScheduler):
+    def decide(self, trial, epochs, point):
+        stop = super().decide(trial, epochs, point)
+        return stop and epochs != min(self.rungs)
+
+
+class StopsBetweenMilestones(AshaScheduler):
+    def decide(self, trial, epochs, point):
+        return super().decide(trial, epochs, point) or (epochs == 2 and point[0] < 0.3)
+
+
+@pytest.mark.parametrize("broken, words", [
+    (NeverStops, "stopped none of 12 trials"),
+    (StopsEveryoneAtTheFirstRung, "the trial ahead of all others at every epoch was stopped"),
+    (DrawsWithoutTheSeed, "the same seed and reports must give the same stop decisions"),
+    (ForgetsItsRungs, r"state_dict\(\) after load_state_dict\(state\) differs from state"),
+    (CountsOutsideItsState, "resumed from its checkpoint after .* reports makes other stop decisions"),
+    (StopsOneRungLate, "not at its first milestone"),
+    (StopsBetweenMilestones, "stopped after epoch 2, not a milestone"),
+])
+def test_the_conformance_suite_catches_a_broken_scheduler(broken, words):
+    """The suite is not vacuous: each of these ASHA variants breaks one clause of the contract and fails it."""
+    with pytest.raises(AssertionError, match=words):
+        check_scheduler(broken)
 
 
 def test_multi_objective_point_keeps_a_cheap_but_less_accurate_trial():
