@@ -1,221 +1,369 @@
-"""Early stopping (#21): random and tpe on dass / MNIST 14×14, with and without each scheduler, same seeds.
+"""Early stopping (#21): does a scheduled search reach the no-stopping search's best with a fraction of its epochs?
 
-For each strategy and seed, searches of `--budget` trials of `--epochs` epochs each run through `sparsenas.Search`
-(local executor, the real scheduler path: per-epoch reports, stop decisions, `stopped_early` trials told to the
-strategy) with `scheduler.name` none, asha, median and hyperband on val_acc, and with two objectives (val_acc up,
-flops_sparse down) none and asha (MO-ASHA's rule: non-dominated-sorting rank at the rung). Each search is
-scored by its cumulative training epochs, its training wall time, its best val_acc and that trial's test_acc,
-and (two objectives) the hypervolume of its journalled trials w.r.t. one reference point per seed and strategy
-for both searches (val_acc 0, 1.1 × the largest flops_sparse any of them trained).
+An anytime comparison, as in the ASHA paper (Li et al. 2020: the best config found vs the resources spent) and
+as Ray Tune / Optuna users run a scheduler: the same strategy and seed, once without a scheduler (`--budget`
+trials of `--epochs` epochs each, E0 epochs in all) and once with one, given *more trials* and cut at an epoch
+budget. Searches run sequentially (the local executor, one trial at a time), so a scheduled search's trials are a
+prefix: the trials whose cumulative epochs fit a budget are exactly what a search stopped at that budget would
+have journalled. Each scheduled search runs until `--horizon` × E0 epochs; it is scored at the issue's budget
+(40% of E0 with one objective, 50% with two) by
+  - epochs ratio: the epochs its prefix used / E0 (≤ the budget; the trial that would cross it is left out),
+  - val gap: the no-stopping search's final best val_acc − the prefix's best, in points, and the test_acc of
+    that best trial; "best" counts full-fidelity trials only (trained to max_epochs: a stopped trial's
+    val_acc is that of a partly trained net, at a high learning rate of the cosine schedule),
+  - with two objectives (val_acc up, flops_sparse down; MO-ASHA's rule), the hypervolume of its full-fidelity
+    trials / that of the no-stopping search, both w.r.t. one reference point per strategy and seed (val_acc 0,
+    1.1 × the largest flops_sparse of either search),
+  - reached at: the epochs ratio at which it first came within 0.5 points of the no-stopping search's final
+    best val_acc (two objectives: 95% of its hypervolume), if it did within the horizon,
+  - train time ratio: the seconds of the epochs it trained / the no-stopping search's.
+Targets (#21): asha's val gap ≤ 0.5 points at ≤ 40% of the epochs; two-objective asha ≥ 95% of the
+hypervolume at ≤ 50% — means over strategies × seeds.
 
-Trainings are shared between searches: a trial (arch, trial seed) is trained once, to the end, with its
-per-epoch metrics and seconds recorded, and replayed epoch by epoch (the same on_epoch reports, so a scheduler
-stops it at the same epoch as a real training would: training is deterministic per seed) for any other search
-that proposes it. So random search, whose proposals do not depend on results, trains each seed's trials once
-for every scheduler; tpe's proposals diverge after its `n_startup_trials` (set to `--startup`). A search's wall
-time is the recorded seconds of the epochs it trained, summed (the loop's own overhead, milliseconds, is left
-out). tpe runs the schedulers in `--tpe-schedulers` only (default asha), to fit the hour.
+Every search runs through `sparsenas.Search` (the real scheduler path: per-epoch reports, stop decisions, stopped
+trials told to the strategy as such); a callback ends it once its horizon is spent. Trainings are shared between
+searches: a (arch, trial seed) trained once is replayed epoch by epoch (the same reports, so a scheduler stops
+it where a real training would: training is deterministic per seed) and trained again from scratch only when a
+search needs more epochs than were trained (the replayed epochs are checked to be identical). Random search's
+proposals do not depend on results, so its searches share every trial they have in common; tpe's diverge after
+its startup trials. A search's training time is the recorded seconds of its trials up to the last epoch each trained
+(building the net included).
 
-Scale for this 2-core CPU: dass C=4, 3 cells; MNIST average-pooled to 14×14, the first `--limit` training
-images, the file's 10,000 validation images (selection; a point is 100 images) and 10,000 test images.
+Arms. dass (C=4, 3 cells) on MNIST average-pooled to 14×14: random and tpe, one objective with none, asha
+(and, random only, median and hyperband) and two objectives with none and asha. The `model` space on the same
+data with `lenet` below (every layer searched, `space.target_sparsity` 0.9, so each arch is one allocation of
+the same weight count): random with none and asha, one and two objectives. Data: the first `--limit` MNIST
+training images (the model arm: `--model-limit`), the first 5,000 of the file's validation images (selection;
+half a point is 25 images) and its 10,000 test images, written to an .npz (`data.name: npz`). ASHA: grace 1, reduction factor 3, max_epochs =
+train.epochs = 9, so rungs at 1 and 3 epochs (hyperband the same brackets' base).
 
-Targets: asha reaches the no-stopping search's best val_acc within 0.5 points (val_gap_asha_pts = mean of
-none − asha, in points) with ≤ 40% of its epochs (epochs_ratio_asha); the two-objective asha keeps ≥ 95% of the
-hypervolume (hv_ratio_mo) with ≤ 50% of the epochs (epochs_ratio_mo).
-
-    python benchmarks/early_stopping.py [--seeds 5] [--json docs/results/early_stopping.json]
+    python benchmarks/early_stopping.py [--seeds 5] [--jobs 2] [--json docs/results/early_stopping.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 
 from report import MNIST, add_json_argument, finish, markdown_table, mean_std, paired_test
 from sparsenas.assemble import resolve
+from sparsenas.data import load_data
 from sparsenas.objective import hypervolume
 from sparsenas.search import Search
 from sparsenas.spaces.dass import DassSpace
+from sparsenas.spaces.model import ModelSpace
 
-SINGLE = ("none", "asha", "median", "hyperband")
 MO = {"maximize": ["val_acc"], "minimize": ["flops_sparse"]}
+TARGET = {1: 0.4, 2: 0.5}  # the issue's epoch budgets, as a fraction of the no-stopping search's epochs
+GAP_PTS, HV_SHARE = 0.5, 0.95
+VAL_IMAGES = 5000
 
 
-class ReplayDass(DassSpace):
-    """dass whose trainings are kept: a trial trained once is replayed, epoch by epoch, when proposed again."""
+def lenet(input_shape, num_classes):
+    """LeNet-like: conv 5×5 (8) → pool → conv 5×5 (16) → pool → linear 64 → linear."""
+    c, h, w = input_shape
+    return nn.Sequential(nn.Conv2d(c, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(16 * (h // 4) * (w // 4), 64), nn.ReLU(), nn.Linear(64, num_classes))
 
-    cache: dict[str, dict] = {}
+
+class Replayed:
+    """A trained space whose trainings are kept: a (arch, seed) is replayed epoch by epoch when proposed again,
+    and trained again (from scratch, deterministic) only when a search needs more epochs than were trained."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.cache: dict[str, dict] = {}  # key → {"curve": [(metrics, seconds so far)], "final": dict | None}
 
     def evaluate(self, arch, seed, context, on_epoch=None):
         key = json.dumps([dict(arch), seed], sort_keys=True)
-        if key not in self.cache:
-            curve, start = [], time.perf_counter()
-
-            def record(epoch, metrics):
-                curve.append((dict(metrics), time.perf_counter() - start))
-
-            final = super().evaluate(arch, seed, context, on_epoch=record)
-            self.cache[key] = {"curve": curve, "final": final}
-        saved = self.cache[key]
+        saved = self.cache.get(key, {"curve": [], "final": None})
         for epoch, (metrics, _) in enumerate(saved["curve"]):
             if on_epoch is not None:
                 on_epoch(epoch, dict(metrics))  # a scheduler's stop is raised from here
-        return dict(saved["final"])
+        if saved["final"] is not None:
+            return dict(saved["final"])
+        replayed, entry = len(saved["curve"]), {"curve": [], "final": None}
+        self.cache[key], start = entry, time.perf_counter()
+
+        def record(epoch, metrics):
+            entry["curve"].append((dict(metrics), time.perf_counter() - start))
+            if epoch < replayed:
+                if metrics["val_acc"] != saved["curve"][epoch][0]["val_acc"]:
+                    raise RuntimeError(f"training is not deterministic: epoch {epoch} of {key}")
+            elif on_epoch is not None:
+                on_epoch(epoch, dict(metrics))  # a scheduler's stop is raised from here
+
+        entry["final"] = super().evaluate(arch, seed, context, on_epoch=record)
+        return dict(entry["final"])
 
     def seconds(self, arch, seed, epochs: int) -> float:
-        """Training seconds of the first `epochs` epochs of a cached trial."""
+        """Training seconds of the first `epochs` epochs of a trained (arch, seed)."""
         return self.cache[json.dumps([dict(arch), seed], sort_keys=True)]["curve"][epochs - 1][1]
 
 
-def config(args, strategy: str, seed: int, scheduler: str, multi: bool) -> dict:
+class ReplayDass(Replayed, DassSpace):
+    pass
+
+
+class ReplayModel(Replayed, ModelSpace):
+    pass
+
+
+class HorizonSpent(Exception):
+    """Raised by a search's callback once it has trained its horizon of epochs."""
+
+
+def space_options(args, arm: str) -> dict:
+    if arm == "dass":
+        return {"C": args.C, "layers": 3}
+    return {"factory": f"{lenet.__module__}:lenet", "skip": [], "target_sparsity": args.model_sparsity}
+
+
+def scheduler_options(args, name: str) -> dict:
+    if name in ("asha", "hyperband"):
+        return {"name": name, "grace_period": args.grace, "reduction_factor": args.eta}
+    return {"name": name, "grace_period": args.grace} if name == "median" else {"name": name}
+
+
+def config(args, arm: str, strategy: str, seed: int, scheduler: str, multi: bool, budget: int) -> dict:
     return resolve([{
-        "space": {"name": "dass", "C": args.C, "layers": 3},
+        "space": {"name": arm, **space_options(args, arm)},
         "strategy": {"name": strategy, **({"n_startup_trials": args.startup} if strategy == "tpe" else {})},
-        "data": {"name": "mnist", "path": str(args.data), "limit": args.limit, "downsample": 2,
-                 "normalize": "dataset"},
+        "data": {"name": "npz", "path": args.npz[arm], "downsample": 2, "normalize": "dataset"},
         "train": {"epochs": args.epochs, "batch_size": 64, "lr": 0.1},
-        "search": {"budget": args.budget, "seed": seed},
+        "search": {"budget": budget, "seed": seed},
         "objective": MO if multi else {"maximize": ["val_acc"]},
-        "scheduler": {"name": scheduler},
+        "scheduler": scheduler_options(args, scheduler),
     }])
 
 
-def run_search(args, space: ReplayDass, strategy: str, seed: int, scheduler: str, multi: bool) -> dict:
-    cfg = config(args, strategy, seed, scheduler, multi)
-    results = Search(cfg, None, progress=False, space=space).run()
-    ok = [r for r in results if r.ok]
-    epochs = [int(r.metrics.get("epochs", args.epochs)) for r in ok]
-    best = max(ok, key=lambda r: r.metrics["val_acc"])
-    return {"strategy": strategy, "seed": seed, "scheduler": scheduler, "objectives": 2 if multi else 1,
-            "epochs": sum(epochs), "stopped": sum(r.metrics.get("stopped_early", 0) == 1 for r in ok),
-            "train_s": round(sum(space.seconds(r.arch, r.seed, e) for r, e in zip(ok, epochs)), 2),
-            "best_val": best.metrics["val_acc"], "best_test": best.metrics.get("test_acc", float("nan")),
-            "points": [[r.metrics["val_acc"], r.metrics["flops_sparse"]] for r in ok]}
+def run_search(args, space: Replayed, arm, strategy, seed, scheduler, multi, horizon=None) -> dict:
+    """One search; with `horizon` (epochs), given 20× the trials and ended once it has trained that many."""
+    cfg = config(args, arm, strategy, seed, scheduler, multi, args.budget if horizon is None else 20 * args.budget)
+    search, used = Search(cfg, None, progress=False, space=space), [0]
+
+    def spend(result):
+        used[0] += int(result.metrics.get("epochs", args.epochs)) if result.ok else 0
+        if used[0] >= horizon:
+            raise HorizonSpent
+
+    if horizon is not None:
+        search.callbacks.append(spend)
+    try:
+        search.run()
+    except HorizonSpent:
+        pass
+    trials = []
+    for r in search.results:
+        if r.ok:
+            e = int(r.metrics.get("epochs", args.epochs))
+            trials.append({"epochs": e, "full": r.metrics.get("stopped_early", 0) != 1,
+                           "val": r.metrics["val_acc"], "test": r.metrics.get("test_acc", math.nan),
+                           "flops": r.metrics["flops_sparse"], "seconds": round(space.seconds(r.arch, r.seed, e), 3)})
+    return {"arm": arm, "strategy": strategy, "seed": seed, "scheduler": scheduler, "objectives": 2 if multi else 1,
+            "trials": trials, "failed": [r.error for r in search.results if r.status == "failed"]}
 
 
-def hypervolumes(rows: list[dict]) -> None:
-    """Adds `hv` to the two-objective rows: one reference point per strategy and seed, shared by its searches."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        if r["objectives"] == 2:
-            groups.setdefault((r["strategy"], r["seed"]), []).append(r)
-    for group in groups.values():
-        worst = max(p[1] for r in group for p in r["points"])
-        reference = [0.0, -1.1 * worst]  # signed: higher is better
-        for r in group:
-            r["hv"] = hypervolume([[v, -f] for v, f in r["points"]], reference)
+def plan(args, arm: str, strategy: str) -> list[tuple[bool, str]]:
+    """(multi-objective, scheduler) of one unit's searches, the no-stopping ones first."""
+    single = ["asha", "median", "hyperband"] if (arm, strategy) == ("dass", "random") else ["asha"]
+    return [(False, "none"), (True, "none"), *[(False, s) for s in single], (True, "asha")]
 
 
-def ratio(rows, strategy, key, scheduler, objectives=1):
-    """Per seed: (the scheduler's value, the no-stopping search's value) of `key`."""
-    base = {r["seed"]: r[key] for r in rows if (r["strategy"], r["scheduler"], r["objectives"]) ==
-            (strategy, "none", objectives)}
-    return [(r[key], base[r["seed"]]) for r in rows
-            if (r["strategy"], r["scheduler"], r["objectives"]) == (strategy, scheduler, objectives)]
-
-
-def summarise(rows: list[dict], args) -> tuple[dict, str]:
-    table, summary = [], {}
-    for strategy in ("random", "tpe"):
-        for objectives, names in ((1, SINGLE), (2, ("none", "asha"))):
-            for name in names:
-                mine = [r for r in rows if (r["strategy"], r["scheduler"], r["objectives"]) ==
-                        (strategy, name, objectives)]
-                if not mine:
-                    continue
-                epochs = [a / b for a, b in ratio(rows, strategy, "epochs", name, objectives)]
-                wall = [a / b for a, b in ratio(rows, strategy, "train_s", name, objectives)]
-                gap = [100 * (b - a) for a, b in ratio(rows, strategy, "best_val", name, objectives)]
-                hv = [a / b for a, b in ratio(rows, strategy, "hv", name, objectives)] if objectives == 2 else []
-                table.append([strategy, objectives, name, f"{mean_std(epochs)[0]:.3f}", f"{mean_std(wall)[0]:.3f}",
-                              f"{mean_std([r['best_val'] for r in mine])[0]:.4f}", f"{mean_std(gap)[0]:+.2f}",
-                              f"{mean_std([r['best_test'] for r in mine])[0]:.4f}",
-                              f"{mean_std(hv)[0]:.3f}" if hv else "–",
-                              f"{mean_std([r['stopped'] for r in mine])[0]:.1f}"])
-    summary["epochs_ratio_asha"] = round(mean_of(rows, "epochs", 1), 4)
-    summary["val_gap_asha_pts"] = round(100 * mean_of(rows, "best_val", 1, diff=True), 3)
-    summary["hv_ratio_mo"] = round(mean_of(rows, "hv", 2), 4)
-    summary["epochs_ratio_mo"] = round(mean_of(rows, "epochs", 2), 4)
-    summary["wall_ratio_asha"] = round(mean_of(rows, "train_s", 1), 4)
-    pairs = [(b, a) for r in ("random", "tpe") for a, b in ratio(rows, r, "best_val", "asha")]
-    test = paired_test([p[0] for p in pairs], [p[1] for p in pairs]) if len(pairs) >= 2 else None
-    met = [summary["epochs_ratio_asha"] <= 0.4 and summary["val_gap_asha_pts"] <= 0.5,
-           summary["hv_ratio_mo"] >= 0.95 and summary["epochs_ratio_mo"] <= 0.5]
-    text = (f"asha used {summary['epochs_ratio_asha']:.0%} of the no-stopping searches' training epochs "
-            f"({summary['wall_ratio_asha']:.0%} of their training time) and ended "
-            f"{summary['val_gap_asha_pts']:+.2f} points of best val_acc behind them on average"
-            + (f" (paired over strategies × seeds: p = {test['p_ttest']:.2g})" if test else "")
-            + ": the single-objective target (≤ 40% of the epochs, ≤ 0.5 points) is "
-            + f"{'met' if met[0] else 'not met'}. "
-            f"With two objectives asha kept {summary['hv_ratio_mo']:.1%} of the hypervolume with "
-            f"{summary['epochs_ratio_mo']:.0%} of the epochs: the target (≥ 95%, ≤ 50%) is "
-            f"{'met' if met[1] else 'not met'}.")
-    markdown = (f"dass C={args.C}, 3 cells, MNIST 14×14, first {args.limit:,} training images, 10,000 validation and "
-                f"10,000 test images; {args.seeds} seeds × budget {args.budget} × {args.epochs} epochs; tpe with "
-                f"{args.startup} startup trials. Ratios are per seed against the same strategy's search without a "
-                "scheduler (means over seeds); gap = no-stopping best val_acc − this search's, in points.\n\n"
-                + markdown_table(["strategy", "objectives", "scheduler", "epochs ratio", "train time ratio",
-                                  "best val_acc", "val gap (pts)", "its test_acc", "hv ratio", "stopped"], table)
-                + "\n\n" + text + "\n")
-    return summary, markdown
-
-
-def mean_of(rows, key, objectives, diff=False) -> float:
-    """Over strategies and seeds: the mean of asha's `key` over the no-stopping search's (its shortfall with
-    `diff`)."""
-    pairs = [p for s in ("random", "tpe") for p in ratio(rows, s, key, "asha", objectives)]
-    values = [b - a if diff else a / b for a, b in pairs]
-    return mean_std(values)[0] if values else float("nan")
-
-
-def run_unit(args, seed: int, strategy: str) -> list[dict]:
-    """Every search of one strategy and seed (their trainings shared), in one process with one torch thread."""
+def run_unit(args, arm: str, strategy: str, seed: int) -> list[dict]:
+    """Every search of one arm, strategy and seed (their trainings shared), in one process with one torch thread."""
     torch.set_num_threads(1)
-    tpe_schedulers = ("none", *[s for s in args.tpe_schedulers.split(",") if s])
-    space, rows, start = ReplayDass(C=args.C, layers=3), [], time.perf_counter()
-    for multi, names in ((False, SINGLE), (True, ("none", "asha"))):
-        for name in names:
-            if strategy == "tpe" and name not in tpe_schedulers:
-                continue
-            rows.append(run_search(args, space, strategy, seed, name, multi))
-            r = rows[-1]
-            print(f"[{time.perf_counter() - start:6.0f} s] {strategy} seed {seed} {r['objectives']} obj {name}: "
-                  f"epochs {r['epochs']} stopped {r['stopped']} best val {r['best_val']:.4f}", flush=True)
+    space = (ReplayDass if arm == "dass" else ReplayModel)(**space_options(args, arm))
+    rows, base, start = [], {}, time.perf_counter()
+    for multi, name in plan(args, arm, strategy):
+        horizon = None if name == "none" else math.ceil(args.horizon * base[multi])
+        rows.append(run_search(args, space, arm, strategy, seed, name, multi, horizon))
+        trials = rows[-1]["trials"]
+        if name == "none":
+            base[multi] = sum(t["epochs"] for t in trials)
+        print(f"[{time.perf_counter() - start:6.0f} s] {arm} {strategy} seed {seed} {2 if multi else 1} obj {name}: "
+              f"{len(trials)} trials, {sum(t['epochs'] for t in trials)} epochs, "
+              f"{sum(not t['full'] for t in trials)} stopped, best val "
+              f"{max((t['val'] for t in trials if t['full']), default=0):.4f}"
+              + "".join(f"; failed: {e}" for e in rows[-1]["failed"]), flush=True)
     return rows
+
+
+# -- scoring ------------------------------------------------------------------------------------------------------
+def prefix(trials: list[dict], epochs: float) -> list[dict]:
+    """The first trials whose cumulative epochs fit `epochs`."""
+    out, used = [], 0
+    for t in trials:
+        used += t["epochs"]
+        if used > epochs:
+            break
+        out.append(t)
+    return out
+
+
+def best(trials: list[dict]) -> dict:
+    """The full-fidelity trial of best val_acc (a val_acc of 0 when there is none yet)."""
+    return max((t for t in trials if t["full"]), key=lambda t: t["val"], default={"val": 0.0, "test": math.nan})
+
+
+def hv(trials: list[dict], reference: list[float]) -> float:
+    return hypervolume([[t["val"], -t["flops"]] for t in trials if t["full"]], reference)
+
+
+def score(row: dict, base: dict) -> dict:
+    """The scheduled search `row` against the no-stopping search `base` of the same arm, strategy and seed."""
+    e0 = sum(t["epochs"] for t in base["trials"])
+    goal = TARGET[row["objectives"]]
+    cut = prefix(row["trials"], goal * e0)
+    top, top0 = best(cut), best(base["trials"])
+    reference = [0.0, -1.1 * max(t["flops"] for t in base["trials"] + row["trials"])]
+    hv0 = hv(base["trials"], reference)
+    reached, used = None, 0
+    for k, t in enumerate(row["trials"]):
+        used += t["epochs"]
+        ok = (hv(row["trials"][:k + 1], reference) >= HV_SHARE * hv0 if row["objectives"] == 2 else
+              100 * (top0["val"] - best(row["trials"][:k + 1])["val"]) <= GAP_PTS)
+        if ok:
+            reached = used / e0
+            break
+    return {"epochs_ratio": sum(t["epochs"] for t in cut) / e0, "val_gap_pts": 100 * (top0["val"] - top["val"]),
+            "best_val": top["val"], "best_test": top["test"], "base_val": top0["val"], "base_test": top0["test"],
+            "hv_ratio": hv(cut, reference) / hv0 if hv0 else math.nan, "reached": reached,
+            "time_ratio": sum(t["seconds"] for t in cut) / sum(t["seconds"] for t in base["trials"]),
+            "trials": len(cut), "stopped": sum(not t["full"] for t in cut), "base_trials": len(base["trials"])}
+
+
+def scored(rows: list[dict]) -> list[dict]:
+    """Every scheduled search's score, with its arm, strategy, seed, objectives and scheduler."""
+    base = {(r["arm"], r["strategy"], r["seed"], r["objectives"]): r for r in rows if r["scheduler"] == "none"}
+    return [{**{k: r[k] for k in ("arm", "strategy", "seed", "objectives", "scheduler")},
+             **score(r, base[(r["arm"], r["strategy"], r["seed"], r["objectives"])])}
+            for r in rows if r["scheduler"] != "none"]
+
+
+def mean(values) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return mean_std(values)[0] if values else math.nan
+
+
+def table(scores: list[dict]) -> str:
+    groups: dict[tuple, list[dict]] = {}
+    for s in scores:
+        groups.setdefault((s["arm"], s["strategy"], s["objectives"], s["scheduler"]), []).append(s)
+    lines = []
+    for (arm, strategy, objectives, name), g in groups.items():
+        reached = [s["reached"] for s in g if s["reached"] is not None]
+        lines.append([arm, strategy, str(objectives), name, f"{TARGET[objectives]:.0%}",
+                      f"{mean(s['epochs_ratio'] for s in g):.3f}", f"{mean(s['time_ratio'] for s in g):.3f}",
+                      f"{mean(s['trials'] for s in g):.1f} ({mean(s['stopped'] for s in g):.1f}) / "
+                      f"{mean(s['base_trials'] for s in g):.0f}",
+                      f"{mean(s['base_val'] for s in g):.4f} → {mean(s['best_val'] for s in g):.4f}",
+                      f"{mean(s['val_gap_pts'] for s in g):+.2f}",
+                      f"{mean(s['base_test'] for s in g):.4f} → {mean(s['best_test'] for s in g):.4f}",
+                      f"{mean(s['hv_ratio'] for s in g):.3f}" if objectives == 2 else "–",
+                      f"{len(reached)}/{len(g)}" + (f" at {mean(reached):.2f}" if reached else "")])
+    return markdown_table(["arm", "strategy", "obj.", "scheduler", "budget", "epochs ratio", "train time ratio",
+                           "trials (stopped) / none's", "best val_acc: none → this", "val gap (pts)",
+                           "its test_acc: none → this", "hv ratio", "reached (at epochs ratio)"], lines)
+
+
+def summarise(scores: list[dict]) -> tuple[dict, list[str]]:
+    """The RESULT numbers (dass pooled over strategies × seeds; model_ the model arm) and the verdicts."""
+    summary, verdicts = {}, []
+    for arm, tag in (("dass", ""), ("model", "model_")):
+        one = [s for s in scores if (s["arm"], s["objectives"], s["scheduler"]) == (arm, 1, "asha")]
+        two = [s for s in scores if (s["arm"], s["objectives"], s["scheduler"]) == (arm, 2, "asha")]
+        if not one:
+            continue
+        summary |= {f"{tag}epochs_ratio_asha": mean(s["epochs_ratio"] for s in one),
+                    f"{tag}val_gap_asha_pts": mean(s["val_gap_pts"] for s in one),
+                    f"{tag}hv_ratio_mo": mean(s["hv_ratio"] for s in two),
+                    f"{tag}epochs_ratio_mo": mean(s["epochs_ratio"] for s in two),
+                    f"{tag}wall_ratio_asha": mean(s["time_ratio"] for s in one)}
+        summary = {k: round(v, 4) for k, v in summary.items()}
+        within = sum(s["val_gap_pts"] <= GAP_PTS for s in one)
+        test = paired_test([s["base_val"] for s in one], [s["best_val"] for s in one]) if len(one) >= 2 else None
+        met1 = summary[f"{tag}epochs_ratio_asha"] <= TARGET[1] and summary[f"{tag}val_gap_asha_pts"] <= GAP_PTS
+        met2 = summary[f"{tag}epochs_ratio_mo"] <= TARGET[2] and summary[f"{tag}hv_ratio_mo"] >= HV_SHARE
+        verdicts.append(
+            f"**{arm}**: with {summary[f'{tag}epochs_ratio_asha']:.0%} of the no-stopping searches' epochs "
+            f"({summary[f'{tag}wall_ratio_asha']:.0%} of their training time) asha's best val_acc was "
+            f"{summary[f'{tag}val_gap_asha_pts']:+.2f} points behind their final best on average (within "
+            f"{GAP_PTS} points in {within} of {len(one)} searches"
+            + (f"; paired t-test of the two bests: p = {test['p_ttest']:.2g}" if test else "")
+            + f"): the target (≤ {GAP_PTS} points with ≤ {TARGET[1]:.0%} of the epochs) is "
+            f"{'met' if met1 else 'not met'}. With two objectives asha kept {summary[f'{tag}hv_ratio_mo']:.1%} of "
+            f"the hypervolume with {summary[f'{tag}epochs_ratio_mo']:.0%} of the epochs: the target "
+            f"(≥ {HV_SHARE:.0%} with ≤ {TARGET[2]:.0%}) is {'met' if met2 else 'not met'}.")
+    return summary, verdicts
+
+
+def write_npz(args, folder: Path, limit: int) -> str:
+    """MNIST as an .npz: the first `limit` training, the first 5,000 validation and all 10,000 test images."""
+    data = load_data({"name": "mnist", "path": str(args.data), "val_fraction": 0.1, "test_fraction": 0.1})
+    path = folder / f"mnist{limit}.npz"
+    np.savez(path, x_train=data.train[0][:limit].numpy(), y_train=data.train[1][:limit].numpy(),
+             x_val=data.val[0][:VAL_IMAGES].numpy(), y_val=data.val[1][:VAL_IMAGES].numpy(),
+             x_test=data.test[0].numpy(), y_test=data.test[1].numpy())
+    return str(path)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--budget", type=int, default=8, help="trials per search")
-    p.add_argument("--epochs", type=int, default=6, help="train.epochs (asha rungs at 1 and 3)")
-    p.add_argument("--limit", type=int, default=500, help="MNIST training images used")
+    p.add_argument("--budget", type=int, default=10, help="trials of the no-stopping searches")
+    p.add_argument("--epochs", type=int, default=9, help="train.epochs = the schedulers' max_epochs")
+    p.add_argument("--grace", type=int, default=1, help="scheduler.grace_period")
+    p.add_argument("--eta", type=float, default=3.0, help="scheduler.reduction_factor")
+    p.add_argument("--horizon", type=float, default=0.5, help="a scheduled search ends after this × E0 epochs")
+    p.add_argument("--limit", type=int, default=1000, help="MNIST training images of the dass arm")
+    p.add_argument("--model-limit", type=int, default=3000, help="MNIST training images of the model arm")
     p.add_argument("--C", type=int, default=4, help="dass channels of the first cell")
-    p.add_argument("--startup", type=int, default=3, help="tpe n_startup_trials")
-    p.add_argument("--tpe-schedulers", default="asha", help="schedulers tpe runs besides none (comma-separated)")
+    p.add_argument("--startup", type=int, default=5, help="tpe n_startup_trials")
+    p.add_argument("--model-sparsity", type=float, default=0.9, help="model arm: space.target_sparsity")
+    p.add_argument("--arms", default="dass:random,dass:tpe,model:random", help="arm:strategy, comma-separated")
     p.add_argument("--data", default=str(MNIST), help="mnist.pkl.gz")
-    p.add_argument("--jobs", type=int, default=1, help="processes, each running one strategy and seed at a time")
+    p.add_argument("--jobs", type=int, default=2, help="processes, each running one arm, strategy and seed at a time")
     add_json_argument(p)
     args = p.parse_args()
     if not Path(args.data).exists():
         raise SystemExit(f"MNIST not found at {args.data} (see ../shared/data/README.md)")
+    if args.horizon < max(TARGET.values()):
+        raise SystemExit(f"--horizon must be >= {max(TARGET.values())} (the two-objective budget)")
+    folder = Path(tempfile.mkdtemp(prefix="early_stopping_"))
+    args.npz = {"dass": write_npz(args, folder, args.limit), "model": write_npz(args, folder, args.model_limit)}
     start = time.perf_counter()
-    units = [(seed, strategy) for seed in range(args.seeds) for strategy in ("random", "tpe")]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = [r for part in pool.map(run_unit, [args] * len(units), *zip(*units)) for r in part]
-    else:
-        rows = [r for seed, strategy in units for r in run_unit(args, seed, strategy)]
-    print(f"{time.perf_counter() - start:.0f} s in all", flush=True)
-    hypervolumes(rows)
-    summary, markdown = summarise(rows, args)
+    arms = [tuple(a.split(":")) for a in args.arms.split(",") if a]
+    units = [(arm, strategy, seed) for arm, strategy in arms for seed in range(args.seeds)]
+    units.sort(key=lambda u: (u[0] != "dass", u[1] != "tpe"))  # the longest first
+    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+        rows = [r for part in pool.map(run_unit, [args] * len(units), *zip(*units)) for r in part]
+    minutes = (time.perf_counter() - start) / 60
+    print(f"{minutes:.1f} min in all", flush=True)
+    scores = scored(rows)
+    summary, verdicts = summarise(scores)
+    markdown = (f"MNIST 14×14: the first {args.limit:,} training images (model arm: {args.model_limit:,}), 5,000 "
+                f"validation images (a point is 50), 10,000 test images. dass C={args.C}, 3 cells; model: `lenet` "
+                f"(4 layers searched, target sparsity {args.model_sparsity}). No-stopping searches: {args.budget} trials × {args.epochs} epochs; "
+                f"scheduled searches: more trials, cut at the budget (a fraction of the same strategy and seed's "
+                f"no-stopping epochs; they ran to {args.horizon:.0%}); asha/hyperband grace {args.grace}, "
+                f"reduction factor {args.eta:g}, max_epochs {args.epochs}; median grace {args.grace}; tpe with "
+                f"{args.startup} startup trials; {args.seeds} seeds; {minutes:.0f} min with {args.jobs} processes. "
+                "Means over seeds; best = best full-fidelity val_acc; reached = searches that came within "
+                f"{GAP_PTS} points of the no-stopping search's final best (two objectives: {HV_SHARE:.0%} of its "
+                "hypervolume) before the horizon, and the mean epochs ratio at which they did.\n\n"
+                + table(scores) + "\n\n" + "\n\n".join(verdicts) + "\n")
     print(markdown)
-    finish(args, "early_stopping", [{k: v for k, v in r.items() if k != "points"} for r in rows], summary,
-           markdown=markdown)
+    finish(args, "early_stopping", scores, summary, markdown=markdown, extra={"searches": rows})
 
 
 if __name__ == "__main__":
