@@ -7,6 +7,7 @@ from conftest import cli
 from sparsenas.assemble import resolve
 from sparsenas.errors import ConfigError
 from sparsenas.hardware import ModelIO, Target
+from sparsenas.hardware.base import threads
 from sparsenas.hardware.lut import LatencyTable, profile
 from sparsenas.hardware.measured import MeasuredLatency
 from sparsenas.ops import timing
@@ -69,12 +70,39 @@ def test_pinning_restores_the_affinity():
     assert os.sched_getaffinity(0) == before
 
 
+def test_realtime_priority_is_taken_only_for_one_thread_and_given_back(monkeypatch):
+    import os
+
+    if not hasattr(os, "SCHED_FIFO"):
+        pytest.skip("no real-time scheduling here")
+    before = os.sched_getscheduler(0)
+    calls = []
+    monkeypatch.setattr(os, "sched_setscheduler", lambda pid, policy, param: calls.append(policy))
+    with threads(2), timing.prioritised() as granted:
+        assert not granted and not calls  # torch's worker threads would run at normal priority
+    with threads(1), timing.prioritised() as granted:
+        assert granted and calls == [os.SCHED_FIFO]
+    assert calls == [os.SCHED_FIFO, before]
+    with threads(1):
+        assert all(t.realtime for t in timing.robust_ms([lambda: None], repeats=2))
+
+    def refuse(*args):
+        raise PermissionError("not root")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    with threads(1), timing.prioritised() as granted:
+        assert not granted
+    with threads(1):
+        assert not any(t.realtime for t in timing.robust_ms([lambda: None], repeats=2, realtime=True))
+
+
 def test_profile_records_its_noise_floor_and_the_cli_prints_it(tmp_path, capsys):
     table = profile(TasSpace(C=4, depth=8), Target(), ModelIO((1, 8, 8), 10), archs=1, calibration=2, warmup=0,
                     repeats=1, log=lambda m: None)
     noise = table.meta["noise"]
     assert 0 <= noise["kernels_median"] <= noise["kernels_p90"] and noise["networks_median"] >= 0
     assert len(noise["load_average"]) == 3 and all("noise" in k for k in table.kernels.values())
+    assert 0 <= noise["realtime"] <= 1
     out = tmp_path / "t.json"
     assert cli("latency", "profile", "--space", "tas", "--set", "space.C=4", "--set", "space.depth=8",
                "--archs", 1, "--calibration", 0, "--out", out, "--quiet") == 0

@@ -291,21 +291,26 @@ def traced_kernels(model: nn.Module, input_shape, target: Target, price, noise=N
     return t.calls, price(t.calls), t.module_calls, choice
 
 
-def noise_floor(kernel_noise: list[float], network_noise: list[float], spread: list[float]) -> dict:
-    """A profile's noise floor (stored in the table's meta, printed by the CLI): the median and 90th percentile
-    of the repeatability of its kernels' and calibration networks' times (|even − odd| / estimate, see
-    `ops.timing`), the median spread (median/estimate − 1: how much the machine interfered) and the load."""
+def noise_floor(kernels: list[Timing], networks: list[Timing]) -> dict:
+    """A profile's noise floor (stored in the table's meta, printed by the CLI) from the Timings of its kernels
+    and calibration networks: the median and 90th percentile of their repeatability (|even − odd| / estimate,
+    see `ops.timing`), the median spread (median/estimate − 1: how much the machine interfered), the share
+    of timings taken at real-time priority and the load."""
     q = lambda v, p: float(np.quantile(v, p)) if v else None  # noqa: E731
-    return {"kernels_median": q(kernel_noise, 0.5), "kernels_p90": q(kernel_noise, 0.9),
-            "networks_median": q(network_noise, 0.5), "networks_p90": q(network_noise, 0.9),
-            "spread_median": q(spread, 0.5), "load_average": [round(v, 2) for v in os.getloadavg()]}
+    both = kernels + networks
+    return {"kernels_median": q([t.noise for t in kernels], 0.5), "kernels_p90": q([t.noise for t in kernels], 0.9),
+            "networks_median": q([t.noise for t in networks], 0.5),
+            "networks_p90": q([t.noise for t in networks], 0.9), "spread_median": q([t.spread for t in both], 0.5),
+            "realtime": float(np.mean([t.realtime for t in both])) if both else None,
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
 
 
 def describe_noise(noise: dict) -> str:
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     return (f"noise floor: kernels {pct(noise['kernels_median'])} (p90 {pct(noise['kernels_p90'])}), whole "
             f"networks {pct(noise['networks_median'])} (p90 {pct(noise['networks_p90'])}); interference "
-            f"(median/estimate - 1) {pct(noise['spread_median'])}; load average "
+            f"(median/estimate - 1) {pct(noise['spread_median'])}; real-time priority "
+            f"{pct(noise.get('realtime'))} of timings; load average "
             f"{', '.join(f'{v:.2f}' for v in noise['load_average'])}")
 
 
@@ -327,15 +332,13 @@ def profile_module(table: LatencyTable, model: nn.Module, input_shape, target: T
     return timings
 
 
-def _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log) -> tuple[list, list]:
-    noise, spread = [], []
+def _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log) -> list:
+    timings = []
     for i in range(archs):
         model = build_model(space, space.sample(rng), io)
-        timings = profile_module(table, model, io.input_shape, target, warmup, repeats)
-        noise += [t.noise for t in timings]
-        spread += [t.spread for t in timings]
+        timings += profile_module(table, model, io.input_shape, target, warmup, repeats)
         log(f"profiled arch {i + 1}/{archs}: {len(table.kernels)} kernels in the table")
-    return noise, spread
+    return timings
 
 
 def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, calibration: int = 24,
@@ -349,8 +352,8 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
     rng = np.random.default_rng(seed)
     table = LatencyTable(table_meta(space, target, io), {})
     with threads(target.threads):
-        noise, spread = _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log)
-    network_noise = []
+        kernels = _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log)
+    networks = []
     if calibration:
         measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
         lut = LutLatency(space, target, io, table)
@@ -361,12 +364,11 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
             rows.append([b.kernel_sum, b.module_calls, 1.0])
             t = measured.timing(arch)
             y.append(t.ms)
-            network_noise.append(t.noise)
-            spread.append(t.spread)
+            networks.append(t)
         y = np.array(y)  # fitted on relative errors (the ±10% criterion), each row divided by its latency
         coef, _ = nnls(np.array(rows) / y[:, None], np.ones_like(y))
         table.calibration = tuple(float(v) for v in coef)
         log(f"calibrated on {calibration} measured archs: latency = {coef[0]:.3f}·Σkernels + "
             f"{coef[1] * 1e3:.2f} µs·module calls + {coef[2]:.3f} ms")
-    table.meta["noise"] = noise_floor(noise, network_noise, spread)
+    table.meta["noise"] = noise_floor(kernels, networks)
     return table

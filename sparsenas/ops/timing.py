@@ -12,12 +12,18 @@ CSR-or-dense choice). `robust_ms`: timing meant to hold on a busy machine (used 
 - repeats adapted to the observed noise: rounds continue past `repeats` (up to `max_repeats`) while the
   estimates of the even and the odd rounds differ by more than `tolerance`;
 - with `pin=True` the calling thread is pinned to `torch.get_num_threads()` CPUs while timing (Linux `sched_setaffinity`, where
-  available), so that it is not migrated between cores (cold caches) in the middle of a measurement.
+  available), so that it is not migrated between cores (cold caches) in the middle of a measurement;
+- with `realtime=True` and one intra-op thread (torch then computes in the calling thread), that thread runs at
+  the lowest real-time priority (Linux SCHED_FIFO) while timing, where the OS allows it (root or
+  CAP_SYS_NICE; elsewhere nothing changes and `Timing.realtime` is False): other processes' threads are then
+  not scheduled on its core until it yields (the kernel keeps 5% of each second for them by default).
 
-What it cannot remove: a slowdown of every call, interrupted or not — busy neighbours sharing the core's
-caches, memory bandwidth or clock. On this project's 2-core VM, two CPU-bound processes made the 10% quantile
-of dass kernels 1.29× their idle value (median over kernels) and of whole dass networks 1.05–1.39×, while
-the medians of the networks grew 6×: the estimate removes preemption, not contention.
+What the low quantile cannot remove: preemption that hits every call, and a slowdown of every call — busy
+neighbours sharing the core's caches, memory bandwidth or clock. On this project's 2-core VM, two processes
+running 2-thread matrix products (load 4.8) made the 10% quantile of a small 6-layer depthwise network
+0.79 ms and of a 3×3 conv (batch 8, 64 channels, 28×28) 23.4 ms; at real-time priority, beside the same
+processes, they were 0.43 and 3.16 ms, the values of a quieter moment (0.44 and 3.20 ms). Without real-time
+priority an earlier profile beside two busy loops had dass kernels at 1.29× their idle value.
 
 Each callable gets a `Timing`: `ms` (the estimate), `median`, `spread` = median/ms − 1 (how much the machine
 interfered: ~0 when quiet) and `noise` = |even − odd| / ms, the repeatability of `ms` itself (two independent
@@ -68,6 +74,7 @@ class Timing:
     spread: float
     noise: float
     repeats: int
+    realtime: bool = False  # timed at real-time priority (`prioritised`)
 
 
 @contextlib.contextmanager
@@ -85,20 +92,41 @@ def pinned(enabled: bool = True):
         os.sched_setaffinity(0, before)
 
 
+@contextlib.contextmanager
+def prioritised(enabled: bool = True):
+    """Run the calling thread at the lowest real-time priority (Linux SCHED_FIFO) inside the block, when
+    `enabled`, torch computes in this thread alone (1 intra-op thread) and the OS permits it; yields whether it
+    did. The thread's policy is restored afterwards."""
+    fifo = getattr(os, "SCHED_FIFO", None)
+    granted = False
+    if enabled and fifo is not None and torch.get_num_threads() == 1:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        try:
+            os.sched_setscheduler(0, fifo, os.sched_param(os.sched_get_priority_min(fifo)))
+            granted = True
+        except OSError:  # not permitted (no root / CAP_SYS_NICE) or no real-time budget
+            pass
+    try:
+        yield granted
+    finally:
+        if granted:
+            os.sched_setscheduler(0, *before)
+
+
 def _estimate(ts: Sequence[float], quantile: float) -> float:
     return float(np.quantile(ts, quantile))
 
 
-def _timing(ts: list[float], quantile: float) -> Timing:
+def _timing(ts: list[float], quantile: float, realtime: bool = False) -> Timing:
     ms = _estimate(ts, quantile) * 1e3
     halves = [_estimate(ts[k::2], quantile) * 1e3 for k in (0, 1)]
     median = statistics.median(ts) * 1e3
-    return Timing(ms, median, median / ms - 1, abs(halves[0] - halves[1]) / ms, len(ts))
+    return Timing(ms, median, median / ms - 1, abs(halves[0] - halves[1]) / ms, len(ts), realtime)
 
 
 def robust_ms(fns: Sequence[Callable[[], Any]], device: str = "cpu", warmup: int = 3, repeats: int = 15,
               max_repeats: int | None = None, quantile: float = 0.1, tolerance: float = 0.02,
-              pin: bool = True) -> list[Timing]:
+              pin: bool = True, realtime: bool = True) -> list[Timing]:
     """A `Timing` of each callable (see the module docstring): interleaved rounds, warm-up until stable, at
     least `repeats` timed rounds and more (up to `max_repeats`, default 4·repeats) while noisier than
     `tolerance`; CUDA calls are synchronised."""
@@ -115,7 +143,7 @@ def robust_ms(fns: Sequence[Callable[[], Any]], device: str = "cpu", warmup: int
             sync()
             ts.append(time.perf_counter() - start)
 
-    with torch.no_grad(), pinned(pin and device == "cpu"):
+    with torch.no_grad(), pinned(pin and device == "cpu"), prioritised(realtime and device == "cpu") as rt:
         warm: list[list[float]] = [[] for _ in fns]
         for _ in range(10 * warmup):
             round_(warm)
@@ -129,4 +157,4 @@ def robust_ms(fns: Sequence[Callable[[], Any]], device: str = "cpu", warmup: int
             if n >= max(repeats, 4) and n % 2 == 0 and all(
                     _timing(ts, quantile).noise <= tolerance for ts in times):
                 break
-    return [_timing(ts, quantile) for ts in times]
+    return [_timing(ts, quantile, rt) for ts in times]
