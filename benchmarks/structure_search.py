@@ -40,7 +40,7 @@ Simplifications
   as the trained top-k masks, but which filters an unstructured mask happens to empty may differ); they only set
   the reference point.
 
-    flock /tmp/heavy.lock python benchmarks/structure_search.py [--seeds 3] [--budget 24] [--json PATH]
+    flock /tmp/heavy.lock python benchmarks/structure_search.py [--seeds 4] [--budget 24] [--json PATH]
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def make_table(args, cache: Path) -> float:
                     log=lambda m: None)
     table.save(table_path(space, target(args), DIGITS, cache))
     a, b, c = table.calibration
-    print(f"lut: {len(table.kernels)} kernels from {args.profile_archs} archs, calibration {a:.3f}·Σkernels + "
+    print(f"lut ({time.perf_counter() - start:.0f} s): {len(table.kernels)} kernels from {args.profile_archs} archs, calibration {a:.3f}·Σkernels + "
           f"{b * 1e3:.2f} µs·calls + {c:.3f} ms; {describe_noise(table.meta['noise'])}", flush=True)
     return time.perf_counter() - start
 
@@ -163,7 +163,9 @@ def scores(rows: list[dict], seeds: int) -> list[dict]:
                 "best_val": max(r["val_acc"] for r in front),
                 "fastest_ms": min(r["export_ms"] for r in front),
                 "within10": sum(r["within10"] for r in front),
-                "channel_cells": sum(structure(r).count("C") for r in front)})
+                "channel_cells": sum(structure(r).count("C") for r in front),
+                "csr_layers": statistics.mean(r["csr_layers"] for r in front),
+                "trimmed_layers": statistics.mean(r["trimmed_layers"] for r in front)})
     return out
 
 
@@ -176,7 +178,7 @@ def ratios(table: list[dict], key: str = "hv") -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds (each: one search of each kind)")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds (each: one search of each kind)")
     parser.add_argument("--budget", type=int, default=24, help="trials per search")
     parser.add_argument("--startup", type=int, default=8, help="tpe's uniform trials before it models")
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per trial")
@@ -203,7 +205,7 @@ def main() -> None:
         rows = []
         for _, run, seed, _ in jobs:
             rows += measure(args, run, seed, folder)
-            print(f"measured {run} seed {seed}", flush=True)
+            print(f"measured {run} seed {seed} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
     table = scores(rows, args.seeds)
     minutes = (time.perf_counter() - start) / 60
     front = [r for r in rows if r["front"]]
@@ -222,9 +224,10 @@ def report(args, rows: list[dict], table: list[dict], summary: dict, minutes: fl
     """The RESULTS.md section: per-seed scores, what the structures cost and gain, and the verdicts."""
     t1 = markdown_table(
         ["seed", "search", "trials", "front", "HV (measured)", "HV (predicted)", "best val_acc", "fastest front ms",
-         "front within ±10%", "channel cells on front"],
+         "front within ±10%", "channel cells on front", "CSR / trimmed layers per front arch"],
         [[s["seed"], s["run"], s["trials"], s["front"], f"{s['hv']:.3f}", f"{s['hv_predicted']:.3f}",
-          f"{s['best_val']:.3f}", f"{s['fastest_ms']:.2f}", f"{s['within10']}/{s['front']}", s["channel_cells"]]
+          f"{s['best_val']:.3f}", f"{s['fastest_ms']:.2f}", f"{s['within10']}/{s['front']}", s["channel_cells"],
+          f"{s['csr_layers']:.1f} / {s['trimmed_layers']:.1f}"]
          for s in table])
     groups: dict[str, list[dict]] = {}
     for r in rows:
@@ -252,7 +255,8 @@ def report(args, rows: list[dict], table: list[dict], summary: dict, minutes: fl
         f"`space.structures: [unstructured, channel]`, `unstructured` = `[unstructured]`. Each front arch exported "
         f"(`export_run`: retrained, planned at the target, saved, loaded back) and timed (10% quantile); reference "
         f"point per seed: val_acc 0, the largest measured latency of either search's trials. {minutes:.1f} min; "
-        f"load average at the end {', '.join(map(str, load))}.",
+        f"load average at the end {', '.join(map(str, load))}. CSR / trimmed layers: sparse layers export ran as CSR "
+        f"/ whose output channels it removed.",
         t1,
         f"HV(structures) / HV(unstructured) per seed: {', '.join(f'{v:.2f}' for v in hv)} (mean "
         f"**{summary['hv_ratio']:.2f}**; with the lut's predicted latencies: "
