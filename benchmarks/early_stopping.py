@@ -32,10 +32,14 @@ its startup trials. A search's training time is the recorded seconds of its tria
 Arms. dass (C=4, 3 cells) on MNIST average-pooled to 14×14: random and tpe, one objective with none, asha
 (and, random only, median and hyperband) and two objectives with none and asha. The `model` space on the same
 data with `lenet` below (every layer searched, `space.target_sparsity` 0.9, so each arch is one allocation of
-the same weight count): random with none and asha, one and two objectives. Data: the first `--limit` MNIST
+the same weight count): random and tpe with none and asha, one and two objectives. Data: the first `--limit` MNIST
 training images (the model arm: `--model-limit`), the first 5,000 of the file's validation images (selection;
-half a point is 25 images) and its 10,000 test images, written to an .npz (`data.name: npz`). ASHA: grace 1, reduction factor 3, max_epochs =
-train.epochs = 9, so rungs at 1 and 3 epochs (hyperband the same brackets' base).
+half a point is 25 images) and its 10,000 test images, written to an .npz (`data.name: npz`). ASHA: grace 1,
+reduction factor 3, max_epochs = train.epochs = 9, so rungs at 1 and 3 epochs (hyperband the same brackets' base).
+Chosen from learning curves of 8 random dass archs (seed 0, 9 epochs): at 1,000 training images the final val_acc
+was 0.14-0.90 (mean 0.70) and nearly every net was at chance after epoch 1; at 2,500, 0.64-0.94 (mean 0.87),
+Spearman of epoch-1 / epoch-3 val_acc with the final 0.31 / 0.76; 1,500 images and 8 trials fit the time
+limit. The model arm's curves at 1,000 images ranked well (0.76 / 0.81) but ended at 0.55-0.86: it gets 3,000.
 
     python benchmarks/early_stopping.py [--seeds 5] [--jobs 2] [--json docs/results/early_stopping.json]
 """
@@ -53,7 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from report import MNIST, add_json_argument, finish, markdown_table, mean_std, paired_test
+from report import MNIST, add_json_argument, figure_path, finish, markdown_table, mean_std, paired_test
 from sparsenas.assemble import resolve
 from sparsenas.data import load_data
 from sparsenas.objective import hypervolume
@@ -307,6 +311,47 @@ def summarise(scores: list[dict]) -> tuple[dict, list[str]]:
     return summary, verdicts
 
 
+def anytime(trials: list[dict], e0: int, grid: np.ndarray) -> np.ndarray:
+    """Best full-fidelity val_acc of the prefix that fits each budget grid·e0 (nan before the first full trial
+    and past the search's last trial)."""
+    spent, out = sum(t["epochs"] for t in trials), []
+    for x in grid:
+        top = best(prefix(trials, x * e0))["val"]
+        out.append(top if x * e0 <= spent and top else np.nan)
+    return np.array(out)
+
+
+def figure(args, rows: list[dict]):
+    """Best val_acc vs cumulative training epochs (a fraction of the no-stopping search's), mean over seeds."""
+    path = figure_path(args, "anytime")
+    if path is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["arm"], r["strategy"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    grid = np.linspace(0.02, 1.0, 50)
+    for ax, (arm, strategy) in zip(axes[0], panels):
+        mine = [r for r in rows if (r["arm"], r["strategy"], r["objectives"]) == (arm, strategy, 1)]
+        e0 = {r["seed"]: sum(t["epochs"] for t in r["trials"]) for r in mine if r["scheduler"] == "none"}
+        for name in dict.fromkeys(r["scheduler"] for r in mine):
+            curves = np.array([anytime(r["trials"], e0[r["seed"]], grid) for r in mine if r["scheduler"] == name])
+            ax.plot(grid, curves.mean(axis=0), label=name)
+        ax.axvline(TARGET[1], color="k", ls=":", lw=0.8)
+        ax.set_title(f"{arm}, {strategy}")
+        ax.set_xlabel("training epochs / no-stopping search's")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("best val_acc so far (mean over seeds)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_npz(args, folder: Path, limit: int) -> str:
     """MNIST as an .npz: the first `limit` training, the first 5,000 validation and all 10,000 test images."""
     data = load_data({"name": "mnist", "path": str(args.data), "val_fraction": 0.1, "test_fraction": 0.1})
@@ -320,17 +365,18 @@ def write_npz(args, folder: Path, limit: int) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--budget", type=int, default=10, help="trials of the no-stopping searches")
+    p.add_argument("--budget", type=int, default=8, help="trials of the no-stopping searches")
     p.add_argument("--epochs", type=int, default=9, help="train.epochs = the schedulers' max_epochs")
     p.add_argument("--grace", type=int, default=1, help="scheduler.grace_period")
     p.add_argument("--eta", type=float, default=3.0, help="scheduler.reduction_factor")
     p.add_argument("--horizon", type=float, default=0.5, help="a scheduled search ends after this × E0 epochs")
-    p.add_argument("--limit", type=int, default=1000, help="MNIST training images of the dass arm")
+    p.add_argument("--limit", type=int, default=1500, help="MNIST training images of the dass arm")
     p.add_argument("--model-limit", type=int, default=3000, help="MNIST training images of the model arm")
     p.add_argument("--C", type=int, default=4, help="dass channels of the first cell")
     p.add_argument("--startup", type=int, default=5, help="tpe n_startup_trials")
     p.add_argument("--model-sparsity", type=float, default=0.9, help="model arm: space.target_sparsity")
-    p.add_argument("--arms", default="dass:random,dass:tpe,model:random", help="arm:strategy, comma-separated")
+    p.add_argument("--arms", default="dass:random,dass:tpe,model:random,model:tpe",
+                   help="arm:strategy, comma-separated")
     p.add_argument("--data", default=str(MNIST), help="mnist.pkl.gz")
     p.add_argument("--jobs", type=int, default=2, help="processes, each running one arm, strategy and seed at a time")
     add_json_argument(p)
@@ -353,7 +399,8 @@ def main() -> None:
     summary, verdicts = summarise(scores)
     markdown = (f"MNIST 14×14: the first {args.limit:,} training images (model arm: {args.model_limit:,}), 5,000 "
                 f"validation images (a point is 50), 10,000 test images. dass C={args.C}, 3 cells; model: `lenet` "
-                f"(4 layers searched, target sparsity {args.model_sparsity}). No-stopping searches: {args.budget} trials × {args.epochs} epochs; "
+                f"(4 layers searched, target sparsity {args.model_sparsity}). No-stopping searches: {args.budget} "
+                f"trials × {args.epochs} epochs; "
                 f"scheduled searches: more trials, cut at the budget (a fraction of the same strategy and seed's "
                 f"no-stopping epochs; they ran to {args.horizon:.0%}); asha/hyperband grace {args.grace}, "
                 f"reduction factor {args.eta:g}, max_epochs {args.epochs}; median grace {args.grace}; tpe with "
@@ -363,7 +410,8 @@ def main() -> None:
                 "hypervolume) before the horizon, and the mean epochs ratio at which they did.\n\n"
                 + table(scores) + "\n\n" + "\n\n".join(verdicts) + "\n")
     print(markdown)
-    finish(args, "early_stopping", scores, summary, markdown=markdown, extra={"searches": rows})
+    finish(args, "early_stopping", scores, summary, markdown=markdown, figures=[figure(args, rows)],
+           extra={"searches": rows})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ rows, summary, markdown section and figures (benchmarks/report.py). Records, log
 docs/results/; RESULTS.md is assembled from them only, so every number in it comes from a script's output.
 Training experiments use one torch thread and one process each and run `--jobs` at a time; timing experiments (latency,
 sparse speed, structure search) run alone, after the others, so that nothing else competes for the CPU while they
-measure. The `minutes` estimates add up to ~235 min of training experiments (two at a time) and ~77 min of timing ones.
+measure. The `minutes` estimates add up to ~230 min of training experiments (two at a time) and ~77 min of timing ones.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ EXPERIMENTS = (
     Experiment("layerwise", "Layer-wise sparsity of a user model: search vs uniform / ERK / random",
                "layerwise_search.py", minutes=20),
     Experiment("early_stopping", "Early stopping: schedulers on random and tpe (dass and model space, MNIST 14×14)",
-               "early_stopping.py", ("--jobs", "2"), minutes=40),
+               "early_stopping.py", ("--jobs", "2"), minutes=35),
     Experiment("structure_search", "Sparsity structure as a search dimension (latency-aware, exported)",
                "structure_search.py", minutes=25, timing=True),
 )
