@@ -50,7 +50,7 @@ import json
 import math
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -352,6 +352,36 @@ def figure(args, rows: list[dict]):
     return path
 
 
+def run_units(args, units: list[tuple], start: float) -> tuple[list[dict], list[tuple]]:
+    """The units, `--jobs` at a time, in order; a unit is skipped when the longest of its kind (arm, strategy) so
+    far would end it past `--minutes` (on a busier machine than measured, fewer seeds rather than a late run)."""
+    rows, skipped, took, running = [], [], {}, {}
+    queue = list(units)
+    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+        while queue or running:
+            while queue and len(running) < max(1, args.jobs):
+                unit = queue.pop(0)
+                if time.perf_counter() - start + max(took.get(unit[:2], [0])) > 60 * args.minutes:
+                    skipped.append(unit)
+                    continue
+                running[pool.submit(run_unit, args, *unit)] = (unit, time.perf_counter())
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                unit, began = running.pop(future)
+                took.setdefault(unit[:2], []).append(time.perf_counter() - began)
+                rows += future.result()
+    return rows, skipped
+
+
+def skipped_text(skipped: list[tuple]) -> str:
+    if not skipped:
+        return ""
+    return (" (not run, to stay within the time limit: " + ", ".join(f"{a} {s} seed {n}" for a, s, n in skipped)
+            + ")")
+
+
 def write_npz(args, folder: Path, limit: int) -> str:
     """MNIST as an .npz: the first `limit` training, the first 5,000 validation and all 10,000 test images."""
     data = load_data({"name": "mnist", "path": str(args.data), "val_fraction": 0.1, "test_fraction": 0.1})
@@ -379,6 +409,8 @@ def main() -> None:
                    help="arm:strategy, comma-separated")
     p.add_argument("--data", default=str(MNIST), help="mnist.pkl.gz")
     p.add_argument("--jobs", type=int, default=2, help="processes, each running one arm, strategy and seed at a time")
+    p.add_argument("--minutes", type=float, default=42, help="no unit (arm, strategy, seed) is started that would "
+                   "end past this, judged by the longest unit of its kind so far")
     add_json_argument(p)
     args = p.parse_args()
     if not Path(args.data).exists():
@@ -389,10 +421,8 @@ def main() -> None:
     args.npz = {"dass": write_npz(args, folder, args.limit), "model": write_npz(args, folder, args.model_limit)}
     start = time.perf_counter()
     arms = [tuple(a.split(":")) for a in args.arms.split(",") if a]
-    units = [(arm, strategy, seed) for arm, strategy in arms for seed in range(args.seeds)]
-    units.sort(key=lambda u: (u[0] != "dass", u[1] != "tpe"))  # the longest first
-    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-        rows = [r for part in pool.map(run_unit, [args] * len(units), *zip(*units)) for r in part]
+    units = [(arm, strategy, seed) for seed in range(args.seeds) for arm, strategy in arms]  # seed by seed
+    rows, skipped = run_units(args, units, start)
     minutes = (time.perf_counter() - start) / 60
     print(f"{minutes:.1f} min in all", flush=True)
     scores = scored(rows)
@@ -404,7 +434,8 @@ def main() -> None:
                 f"scheduled searches: more trials, cut at the budget (a fraction of the same strategy and seed's "
                 f"no-stopping epochs; they ran to {args.horizon:.0%}); asha/hyperband grace {args.grace}, "
                 f"reduction factor {args.eta:g}, max_epochs {args.epochs}; median grace {args.grace}; tpe with "
-                f"{args.startup} startup trials; {args.seeds} seeds; {minutes:.0f} min with {args.jobs} processes. "
+                f"{args.startup} startup trials; seeds 0-{args.seeds - 1}{skipped_text(skipped)}; "
+                f"{minutes:.0f} min with {args.jobs} processes. "
                 "Means over seeds; best = best full-fidelity val_acc; reached = searches that came within "
                 f"{GAP_PTS} points of the no-stopping search's final best (two objectives: {HV_SHARE:.0%} of its "
                 "hypervolume) before the horizon, and the mean epochs ratio at which they did.\n\n"
