@@ -56,6 +56,8 @@ Progress = Callable[[EpochReport], None]
 OnReport = Callable[[int, int, dict], bool]
 """`on_report(trial, epochs, metrics) -> stop`: a trained trial finished epoch `epochs` (1-based) with `metrics`
 (its cheap metrics merged in); True stops it after that epoch (see `run_trial`)."""
+OnCurve = Callable[[int, int, dict], None]
+"""`on_curve(trial, epochs, metrics)`: the same report, where another system decides the stop (tune)."""
 
 EPOCH_METRICS = frozenset({"val_acc", "train_loss"})  # what sparsenas.training reports after every epoch
 

@@ -188,7 +188,7 @@ class Search:
             tb.note(text)
         executor.progress = self._on_epoch
         if self.scheduler.active:
-            executor.on_report = self._on_report
+            executor.on_report, executor.on_curve = self._on_report, tb.log_curve
         bar = tqdm(total=budget, initial=len(self.results), disable=not self.progress, unit="trial",
                    desc=f"{self.space.name}/{self.strategy.name}", dynamic_ncols=True)
         self._show_best(bar)

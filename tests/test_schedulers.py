@@ -138,21 +138,31 @@ def records(run):
     return [json.loads(line) for line in (Path(run) / "trials.jsonl").read_text().splitlines()]
 
 
-def test_local_asha_stops_weak_trials_and_logs_their_curves(tmp_path):
+def check_curves(run, recs, epochs=EPOCHS):
+    """TensorBoard has each trial's learning curve (run trial-NNNN/epochs: trial/<metric> at every epoch it
+    trained, val_acc on the curves space's curve) and the count of stopped trials."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    for r in recs:
+        trained, x = int(r["metrics"]["epochs"]), r["arch"]["x"]
+        curves = EventAccumulator(str(Path(run) / "tb" / f"trial-{r['trial']:04d}" / "epochs")).Reload()
+        assert sorted(curves.Tags()["scalars"]) == ["trial/cost", "trial/train_loss", "trial/val_acc"]
+        val = curves.Scalars("trial/val_acc")
+        assert [e.step for e in val] == list(range(1, trained + 1))
+        assert [e.value for e in val] == pytest.approx([curve(x, e - 1, epochs) for e in range(1, trained + 1)])
+        assert {e.value for e in curves.Scalars("trial/cost")} == {x % 4}
+    top = EventAccumulator(str(Path(run) / "tb")).Reload()
+    assert top.Scalars("search/stopped_early")[-1].value == sum("stopped_early" in r["metrics"] for r in recs)
+
+
+def test_local_asha_stops_weak_trials_and_logs_their_curves(tmp_path):
     Search(search_config(), tmp_path / "run", progress=False).run()
     recs = records(tmp_path / "run")
     stopped = check_stopped(recs)
     assert 0 < len(stopped) < len(recs)
     best = max(recs, key=lambda r: r["arch"]["x"])
     assert best not in stopped
-    trial = stopped[0]["trial"]
-    curve_run = EventAccumulator(str(tmp_path / "run" / "tb" / f"trial-{trial:04d}" / "epochs")).Reload()
-    steps = [e.step for e in curve_run.Scalars("trial/val_acc")]
-    assert steps == list(range(1, int(stopped[0]["metrics"]["epochs"]) + 1))
-    top = EventAccumulator(str(tmp_path / "run" / "tb")).Reload()
-    assert top.Scalars("search/stopped_early")[-1].value == len(stopped)
+    check_curves(tmp_path / "run", recs)
 
 
 def test_without_a_scheduler_every_trial_trains_to_the_end(tmp_path):

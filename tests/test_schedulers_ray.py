@@ -11,7 +11,7 @@ from ray import cloudpickle  # noqa: E402
 import scheduler_plugin  # noqa: E402
 from sparsenas.errors import ConfigError  # noqa: E402
 from sparsenas.search import Search  # noqa: E402
-from test_schedulers import check_stopped, search_config  # noqa: E402
+from test_schedulers import check_curves, check_stopped, records, search_config  # noqa: E402
 
 cloudpickle.register_pickle_by_value(scheduler_plugin)  # workers cannot import the tests' plug-in
 
@@ -62,3 +62,31 @@ def test_tune_takes_the_same_keys_and_one_metric(local_ray):
     several = search_config(objective={"maximize": ["val_acc"], "minimize": ["cost"]})
     with pytest.raises(ConfigError, match="Ray Tune's schedulers judge one metric"):
         run({**several, "execution": {**several["execution"], "executor": "tune"}})
+
+
+def test_tune_logs_each_trials_curve_and_the_stopped_count(local_ray, tmp_path):
+    """Tune's per-epoch reports reach TensorBoard through the loop's tracking, as on local: one curve run per
+    trial with every epoch it trained (the last one too), and search/stopped_early."""
+    config = search_config(budget=6, epochs=4, scheduler={"name": "asha", "reduction_factor": 2})
+    Search({**config, "execution": {**config["execution"], "executor": "tune", "workers": 1}}, tmp_path / "run",
+           progress=False).run()
+    recs = records(tmp_path / "run")
+    assert 0 < len(check_stopped(recs, epochs=4)) < len(recs)
+    check_curves(tmp_path / "run", recs, epochs=4)
+
+
+def test_tune_stops_every_trial_after_max_epochs_also_with_the_median_rule(local_ray):
+    """Tune's MedianStoppingRule has no max_t: scheduler.max_epochs < train.epochs still ends each trial there."""
+    config = search_config(budget=3, epochs=4, scheduler={"name": "median", "max_epochs": 2})
+    recs = run({**config, "execution": {**config["execution"], "executor": "tune", "workers": 1}})
+    assert [r["metrics"]["epochs"] for r in recs] == [2.0] * 3  # median needs three others before it stops one
+    check_stopped(recs, epochs=4)
+
+
+def test_tune_judges_a_scheduler_metric_other_than_the_first_objective(local_ray):
+    """Every report of a trial carries the scheduler's metric, the final one too (Tune refuses a result without)."""
+    config = search_config(budget=4, epochs=2, objective={"maximize": ["val_acc"], "minimize": ["cost"]},
+                           scheduler={"name": "asha", "metrics": ["cost"], "reduction_factor": 2})
+    recs = run({**config, "execution": {**config["execution"], "executor": "tune", "workers": 1}})
+    assert sorted(r["trial"] for r in recs) == list(range(4))
+    check_stopped(recs, epochs=2)

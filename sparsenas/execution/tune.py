@@ -9,13 +9,14 @@ with every other executor: `submit` queues a task for `suggest`, `on_trial_compl
 for `wait`, and `Tuner.fit()` runs in a background thread of the driver until `close()`.
 
 Trials run in Tune's function trainables with `reuse_actors=True`; each worker process builds and
-prepares the space once (cached per process). Trained spaces report every epoch but the last
-(`val_acc`, `train_loss` and the cheap metrics), so the run's `scheduler` section picks one of Ray Tune's own
+prepares the space once (cached per process). Trained spaces report every epoch (`val_acc`, `train_loss` and
+the cheap metrics; the last one with the trial's whole result), so the run's `scheduler` section picks one of Ray Tune's own
 schedulers to stop weak trials early (`make_scheduler`: asha → ASHAScheduler, hyperband → its asynchronous
-Hyperband with several brackets, median → MedianStoppingRule; `max_epochs`, `grace_period`,
-`reduction_factor` as configured); they judge one metric, so several `scheduler.metrics` are refused (the
-local and ray executors stop on several). A stopped trial is journalled `ok` with its last epoch's metrics
-plus `epochs` (epochs trained) and `stopped_early=1`.
+Hyperband with several brackets, median → MedianStoppingRule; `grace_period`, `reduction_factor` as
+configured; a trial stops after `max_epochs`, as on the other executors); they judge one metric, so several
+`scheduler.metrics` are refused (the local and ray executors stop on several). A stopped trial is journalled
+`ok` with its last epoch's metrics plus `epochs` (epochs trained) and `stopped_early=1`. With a scheduler,
+every epoch's report also reaches the search loop, in its thread (`on_curve`: TensorBoard's per-trial curves).
 A trial whose worker dies is retried by Tune (`FailureConfig(max_failures=execution.retries)`), then
 journalled `failed`. Tune cannot kill one hung trial from outside; with `execution.kill_timeout_s` set the
 search stops with an error when no trial finishes for that long (plus `start_timeout_s` before the first
@@ -57,13 +58,15 @@ METRICS = "sparsenas_metrics"  # per-epoch report: the metrics so far as JSON
 
 class StrategySearcher(Searcher):
     """A Tune Searcher over `propose() -> TrialTask | None | Searcher.FINISHED` and
-    `finish(task, TrialResult)`; configs are `{"trial", "arch", "seed"}`."""
+    `finish(task, TrialResult)`; configs are `{"trial", "arch", "seed"}`. `on_epoch(task, epochs, metrics)`, when
+    given, gets each epoch that `tune_trial` reported, once, in order (also the one a scheduler stopped after,
+    which Tune hands to `on_trial_complete` only)."""
 
     def __init__(self, space: SearchSpace, propose: Callable[[], Any], finish: Callable[[TrialTask, TrialResult], None],
-                 metric: str, mode: str):
+                 metric: str, mode: str, on_epoch: Callable[[TrialTask, int, dict], None] | None = None):
         super().__init__(metric=metric, mode=mode)
-        self.space, self._propose, self._finish = space, propose, finish
-        self._live: dict[str, list] = {}  # Tune trial id -> [task, last intermediate result]
+        self.space, self._propose, self._finish, self._on_epoch = space, propose, finish, on_epoch
+        self._live: dict[str, list] = {}  # Tune trial id -> [task, last intermediate result, epochs passed on]
 
     @classmethod
     def from_strategy(cls, strategy: Strategy, budget: int | None = None) -> "StrategySearcher":
@@ -88,25 +91,36 @@ class StrategySearcher(Searcher):
         return len(self._live)
 
     def __getstate__(self) -> dict:  # Tune pickles its searcher for restore; the live links stay behind
-        return {**self.__dict__, "_propose": None, "_finish": None, "_live": {}}
+        return {**self.__dict__, "_propose": None, "_finish": None, "_on_epoch": None, "_live": {}}
 
     def suggest(self, trial_id: str):
         task = self._propose()
         if not isinstance(task, TrialTask):
             return task  # None (nothing yet) or Searcher.FINISHED
-        self._live[trial_id] = [task, None]
+        self._live[trial_id] = [task, None, 0]
         job = None if task.supernet is None else {"options": task.supernet.options, "seed": task.supernet.seed}
         return {"trial": task.trial, "arch": dict(task.arch), "seed": task.seed, "supernet": job}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._live:
             self._live[trial_id][1] = result
+            self._epoch(self._live[trial_id], result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self._live:
             return
-        task, last = self._live.pop(trial_id)
-        self._finish(task, self._to_result(task, result or last, error))
+        live = self._live.pop(trial_id)
+        self._epoch(live, result)
+        self._finish(live[0], self._to_result(live[0], result or live[1], error))
+
+    def _epoch(self, live: list, result: dict | None) -> None:
+        """Pass on the epoch `result` reports, unless it was passed on already (Tune repeats a trial's last
+        result when it completes)."""
+        result = result or {}
+        epochs = int(result.get("epoch", 0))
+        if self._on_epoch is not None and METRICS in result and epochs > live[2]:
+            live[2] = epochs
+            self._on_epoch(live[0], epochs, json.loads(result[METRICS]))
 
     def _to_result(self, task: TrialTask, result: dict | None, error: bool) -> TrialResult:
         result = result or {}
@@ -129,27 +143,30 @@ class StrategySearcher(Searcher):
         return out
 
 
-class _StopWhenClosed(Stopper):
-    """Ends the whole experiment (running trials included) once the executor closes."""
+class _Stop(Stopper):
+    """Stops a trial after epoch `max_epochs` (scheduler.max_epochs, which Tune's MedianStoppingRule has no
+    option for; None: never), and the whole experiment (running trials included) once the executor closes."""
 
-    def __init__(self, closing: threading.Event):
-        self.closing = closing
+    def __init__(self, closing: threading.Event, max_epochs: int | None):
+        self.closing, self.max_epochs = closing, max_epochs
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
+        return self.max_epochs is not None and RECORD not in result and result.get("epoch", 0) >= self.max_epochs
 
     def stop_all(self) -> bool:
         return self.closing is not None and self.closing.is_set()
 
     def __getstate__(self) -> dict:  # pickled by Tune for restore; the event stays behind
-        return {"closing": None}
+        return {"closing": None, "max_epochs": self.max_epochs}
 
 
 _WARM: dict[str, SearchSpace] = {}  # per worker process: the prepared space of each search
 
 
 def tune_trial(config: dict, spec: TrialSpec, token: str) -> None:
-    """The function trainable: runs one trial, reporting each epoch but the last, then the whole result."""
+    """The function trainable: runs one trial, reporting each epoch but the last, then the whole result with
+    the last epoch's report (so that one report per epoch is one Tune iteration, and `max_t` = train.epochs
+    ends a trial only after its whole result)."""
     if token not in _WARM:
         _WARM.clear()
         _WARM[token] = spec.build()
@@ -157,17 +174,21 @@ def tune_trial(config: dict, spec: TrialSpec, token: str) -> None:
     job = config.get("supernet")  # a supernet job runs here too, without per-epoch progress
     task = TrialTask(config["trial"], Arch(config["arch"]), config["seed"],
                      None if job is None else SupernetJob(job["options"], job["seed"]))
-    epochs = spec.context.train["epochs"]
+    epochs, last = spec.context.train["epochs"], {}
 
     def on_epoch(epoch: int, metrics: dict) -> None:
+        report = {"epoch": epoch + 1, METRICS: json.dumps(metrics)}
         if epoch + 1 < epochs:
-            tune.report({**metrics, "epoch": epoch + 1, "worker": worker, METRICS: json.dumps(metrics)})
+            tune.report({**metrics, **report, "worker": worker})
+        else:
+            last.update(report)
 
     result = run_trial(space, spec.objective, spec.context, task, worker=worker, on_epoch=on_epoch)
-    name, sign = spec.objective.names[0], spec.objective.signs[0]
-    value = result.metrics.get(name, math.nan)
-    tune.report({name: value if math.isfinite(value) else -sign * math.inf, "worker": worker,
-                 RECORD: json.dumps(result.to_record(), allow_nan=True)})
+    objectives = {}  # each one (the scheduler's metric among them), the worst value when missing or not finite
+    for name, sign in zip(spec.objective.names, spec.objective.signs):
+        value = result.metrics.get(name, math.nan)
+        objectives[name] = value if math.isfinite(value) else -sign * math.inf
+    tune.report({**objectives, "worker": worker, **last, RECORD: json.dumps(result.to_record(), allow_nan=True)})
 
 
 def make_scheduler(scheduler: Scheduler | None):
@@ -195,8 +216,9 @@ class TuneExecutor(Executor):
     def __init__(self, space, objective, context, execution, scheduler=None):
         super().__init__(space, objective, context, execution, scheduler)
         tune_scheduler = make_scheduler(scheduler)  # refused before Ray starts
+        max_epochs = scheduler.max_epochs if scheduler is not None and scheduler.active else None
         self._tasks: queue.SimpleQueue[TrialTask] = queue.SimpleQueue()
-        self._results: queue.SimpleQueue[TrialResult] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[TrialResult | tuple] = queue.SimpleQueue()  # and (trial, epochs, metrics)
         self._closing = threading.Event()
         self._in_flight = 0
         self._finished_any = False
@@ -205,8 +227,9 @@ class TuneExecutor(Executor):
         self._local = connect(execution)
         self._workers = workers(execution)
         metric, mode = objective.names[0], "max" if objective.signs[0] > 0 else "min"
-        searcher = self._searcher = StrategySearcher(space, self._next_task, lambda t, r: self._results.put(r),
-                                                     metric, mode)
+        searcher = self._searcher = StrategySearcher(
+            space, self._next_task, lambda task, result: self._results.put(result), metric, mode,
+            on_epoch=lambda task, epochs, metrics: self._results.put((task.trial, epochs, metrics)))
         trainable = tune.with_resources(
             tune.with_parameters(tune_trial, spec=TrialSpec.of(space, objective, context), token=uuid.uuid4().hex),
             {"cpu": execution["cpus_per_trial"], "gpu": execution["gpus_per_trial"]})
@@ -217,7 +240,7 @@ class TuneExecutor(Executor):
                                    reuse_actors=True,
                                    scheduler=tune_scheduler),
             run_config=RunConfig(name="sparsenas", storage_path=self._storage, verbose=0,
-                                 stop=_StopWhenClosed(self._closing),
+                                 stop=_Stop(self._closing, max_epochs),
                                  failure_config=FailureConfig(max_failures=execution["retries"])))
         self._thread = threading.Thread(target=self._fit, name="sparsenas-tune", daemon=True)
         self._thread.start()
@@ -237,11 +260,10 @@ class TuneExecutor(Executor):
         limit = self.execution["kill_timeout_s"]
         if limit is not None and not self._finished_any:  # the first trials wait for workers to start
             limit += self.execution["start_timeout_s"]
-        since = time.monotonic()
-        while True:
+        since, results = time.monotonic(), []
+        while not results:
             try:
-                results = [self._results.get(timeout=0.5)]
-                break
+                results += self._take(self._results.get(timeout=0.5))
             except queue.Empty:
                 if not self._thread.is_alive():
                     raise RuntimeError(f"Ray Tune stopped unexpectedly: {self._error!r}")
@@ -249,10 +271,19 @@ class TuneExecutor(Executor):
                     raise RuntimeError(f"no trial finished under Ray Tune for {limit:g} s (execution.kill_timeout_s="
                                        f"{self.execution['kill_timeout_s']:g}); a trial hangs")
         while not self._results.empty():
-            results.append(self._results.get())
+            results += self._take(self._results.get())
         self._in_flight -= len(results)
         self._finished_any = True
         return results
+
+    def _take(self, item: TrialResult | tuple) -> list[TrialResult]:
+        """A finished trial's result, or an epoch of a running one: passed to `on_curve` here, in the loop's
+        thread, before its trial's result."""
+        if isinstance(item, TrialResult):
+            return [item]
+        if self.on_curve is not None:
+            self.on_curve(*item)
+        return []
 
     def close(self) -> None:
         self._closing.set()
