@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenas.ops import SparseConv2d, SparseLinear
+from sparsenas.ops import SparseConv2d, SparseLinear, numba_kernels
 from sparsenas.ops.deploy import CSRConv1x1, to_deployable
 from sparsenas.ops.planner import MIN_MARGIN, LayerSpec, candidates, choose, layer_from_spec, price, price_spec
 from sparsenas.ops.timing import Timing
@@ -28,7 +28,10 @@ def test_candidates_follow_structure_and_device():
     pointwise, k3 = nn.Conv2d(32, 32, 1), nn.Conv2d(32, 32, 3, padding=1)
     for conv in (pointwise, k3):
         conv.weight.data.mul_(torch.rand_like(conv.weight) < 0.1)
-    assert list(candidates(pointwise)) == ["dense", "csr"] and list(candidates(k3)) == ["dense"]
+    direct = [] if numba_kernels.missing() else ["direct"]  # the numba kernel, where the extra is installed
+    assert list(candidates(pointwise)) == ["dense", "csr", *direct] and list(candidates(k3)) == ["dense"]
+    assert list(candidates(nn.MaxPool2d(3, 1, 1))) == ["dense", "nhwc"] and list(candidates(nn.ReLU())) == ["dense"]
+    assert list(candidates(nn.AvgPool2d(3, 1, 1), "cuda")) == ["dense"]
     two_four = nn.Linear(16, 8)
     two_four.weight.data.mul_(torch.tensor([1.0, 1.0, 0.0, 0.0]).repeat(8, 4))
     assert "nm" not in candidates(two_four, "cpu")  # 2:4 kernels need CUDA cc >= 8.0: skipped, not required
@@ -80,7 +83,8 @@ def test_a_layer_spec_is_priced_through_the_same_candidates():
     layer, x = layer_from_spec(spec)
     assert isinstance(layer, nn.Conv2d) and x.shape == (2, 64, 4, 4)
     assert abs(float((layer.weight != 0).float().mean()) - 0.1) < 0.03
-    assert set(price_spec(spec, repeats=4)) == set(candidates(layer)) == {"dense", "csr"}
+    direct = set() if numba_kernels.missing() else {"direct"}
+    assert set(price_spec(spec, repeats=4)) == set(candidates(layer)) == {"dense", "csr", *direct}
     blocked, _ = layer_from_spec(LayerSpec(c_in=64, c_out=64, density=0.25, block=16))
     assert list(candidates(blocked)) == ["dense", "csr", "bsr"]
 

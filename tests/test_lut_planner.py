@@ -77,7 +77,8 @@ def test_lut_chooses_the_kernel_export_deploys_for_every_layer(tmp_path, fake_ti
     plan = json.loads((tmp_path / "exp" / "export.json").read_text())["plan"]
     exported = {name: e["action"] for name, e in plan.items() if e["action"] != "slice"}
     assert lut.plan == exported
-    assert {"csr", "dense"} <= set(exported.values())  # both kernels chosen somewhere: the agreement is not trivial
+    # dense and a sparse kernel (CSR, or the direct one where numba is installed) chosen: the agreement is not trivial
+    assert "dense" in exported.values() and {"csr", "direct"} & set(exported.values())
     timed = [e for e in plan.values() if "times_ms" in e]
     assert timed and any(e["action"] == "dense" and e["sparsity"] >= planner.MIN_SPARSITY for e in timed)
     # what the lut prices is what export runs: every kernel of the deployed network was profiled (no regression)

@@ -12,7 +12,9 @@
 3. the planner (`planner`) picks each former sparse layer's kernel — dense, csr (linear, 1×1 conv), bsr, nm
    (2:4, CUDA cc ≥ 8.0) — by timing the candidates on the layer's real input (`csr`: auto = timed, always =
    CSR wherever it exists, never = untimed: 2:4 where it exists, else dense). Without `example` nothing is
-   timed either.
+   timed either;
+4. layout kernels (`planner.LAYOUT_KERNELS`: pooling on a channels-last copy) for every module they exist for,
+   chosen the same way (timed, `csr` auto only): not sparse kernels — they speed a dense model as much.
 The plan: {module: entry}; a former sparse layer's entry has mask, shape, sparsity, action (the kernel),
 times_ms and note when timed, and kept_in / kept_out (channel indices) and static ("bias" | "map") when its
 channels changed; other modules whose channels changed (BN, plain convs) have action "slice". With `plan`,
@@ -28,7 +30,7 @@ from torch import nn
 from ..errors import ConfigError
 from .channel_graph import plan_removal
 from .channel_removal import StaticMap, apply_entries, remove_channels, replace_module
-from .planner import KERNELS, candidates, choose, fits_2_4, price, semi_structured_ok
+from .planner import KERNELS, LAYOUT_KERNELS, candidates, choose, fits_2_4, price, semi_structured_ok
 from .sparse import SparseMixin
 from .sparse_kernels import ChannelSlice, CSRConv1x1, CSRLinear
 
@@ -122,10 +124,28 @@ def _pick(layer: nn.Module, x: torch.Tensor | None, csr: str, device: str, price
         return ("nm", {}) if exists["nm"] is None else ("dense", {})
     if list(candidates(layer, device)) == ["dense"]:
         return "dense", {"note": "no sparse kernel for this layer here"}
+    return _timed(layer, x, device, pricer)
+
+
+def _timed(layer: nn.Module, x: torch.Tensor, device: str, pricer) -> tuple[str, dict]:
     times = pricer(layer, x, device)
     kernel, margin = choose(times)
     note = ", ".join(f"{k} {t.ms:.3f} ms" for k, t in times.items()) + f" (needs {margin:.0%} over dense)"
     return kernel, {"times_ms": {k: round(t.ms, 5) for k, t in times.items()}, "note": note}
+
+
+def _layout(model: nn.Module, example: torch.Tensor, device: str, pricer) -> tuple[nn.Module, dict[str, dict]]:
+    """Every module a layout kernel exists for, as the faster of it and itself (timed on its input)."""
+    names = [n for n, m in model.named_modules()
+             if any(KERNELS.get(k).exists(m, device) is None for k in LAYOUT_KERNELS)]
+    inputs = _inputs(model, names, example)
+    entries = {}
+    for name in (n for n in names if n in inputs):  # a module never called keeps its kernel
+        kernel, entries[name] = _timed(model.get_submodule(name), inputs[name], device, pricer)
+        entries[name]["action"] = kernel
+        if kernel != "dense":
+            model = replace_module(model, name, KERNELS.get(kernel).build(model.get_submodule(name)))
+    return model, entries
 
 
 @torch.no_grad()
@@ -162,6 +182,9 @@ def to_deployable(model: nn.Module, example: torch.Tensor | None = None, csr: st
         if kernel != "dense":
             model = _swap_kernel(model, name, kernel)
     entries.update({n: {"action": "slice", **e} for n, e in sliced.items()})
+    if example is not None and csr == "auto":
+        model, layout = _layout(model, example, device, pricer)
+        entries.update(layout)
     return model, entries
 
 
@@ -175,6 +198,9 @@ def _rebuild(model: nn.Module, sparse: dict[str, SparseMixin], plan: dict[str, d
         action = plan.get(name, {}).get("action", "dense")
         if action not in ("dense", "channel"):
             model = _swap_kernel(model, name, action)
+    for name, entry in plan.items():
+        if name not in sparse and entry["action"] in LAYOUT_KERNELS:
+            model = replace_module(model, name, KERNELS.get(entry["action"]).build(model.get_submodule(name)))
     return model
 
 

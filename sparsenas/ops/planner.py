@@ -11,8 +11,12 @@ Public API, so that a latency predictor prices exactly what export deploys (one 
 Kernels (KERNELS registry; each says when it exists):
   dense  the plain layer (always)
   csr    linear or 1×1 conv with W as CSR (torch.sparse.mm on the (C, N·H·W) activation); sparsity ≥ 50%
+  direct 1×1 conv with W as CSR, a direct kernel on the NCHW activation (`numba_kernels`; needs numba, the
+         `kernels` extra), float32 CPU; sparsity ≥ 50%
   bsr    linear with W as 16×16-block BSR, where at least half the blocks are empty and torch runs it here
   nm     2:4 semi-structured linear (`to_sparse_semi_structured`), CUDA compute capability ≥ 8.0 only
+  nhwc   MaxPool2d / AvgPool2d on a channels-last copy of the input (`pool_kernels`), CPU only — a layout
+         kernel, not a sparse one: export offers it for every pooling module, sparse or not
 A 3×3 (or larger) conv has no sparse candidate: unfold + CSR measured 0.15–0.9× of oneDNN's dense conv at
 90–98% sparsity on this CPU (issue #19), and no faster kernel is shipped.
 """
@@ -28,6 +32,8 @@ from torch import nn
 from torch.sparse import to_sparse_semi_structured
 
 from ..registry import Registry
+from .numba_kernels import DirectCSRConv1x1, direct_exists
+from .pool_kernels import ChannelsLastPool, nhwc_exists
 from .sparse_kernels import CSRConv1x1, CSRLinear, filled, is_pointwise
 from .timing import Timing, robust_ms
 
@@ -46,6 +52,8 @@ class Kernel:
 
 
 KERNELS: Registry = Registry("deploy kernel")
+SPARSE_KERNELS = ("csr", "direct", "bsr", "nm")  # for the former sparse layers
+LAYOUT_KERNELS = ("nhwc",)  # for any module they exist for (export's second pass)
 
 
 def sparsity(module: nn.Module) -> float:
@@ -131,11 +139,14 @@ KERNELS.register("csr")(Kernel(_csr_exists, lambda m: CSRLinear(m.weight, m.bias
                                else CSRConv1x1(m)))
 KERNELS.register("bsr")(Kernel(_bsr_exists, BSRLinear))
 KERNELS.register("nm")(Kernel(lambda m, device: semi_structured_ok(device) or fits_2_4(m), _semi_structured))
+KERNELS.register("direct")(Kernel(lambda m, device: direct_exists(m, device) or _csr_exists(m, device),
+                                  DirectCSRConv1x1))
+KERNELS.register("nhwc")(Kernel(nhwc_exists, ChannelsLastPool))
 
 
 def candidates(module: nn.Module, device: str = "cpu", exclude: tuple[str, ...] = ()) -> dict[str, Callable]:
     """{kernel: build} of the kernels that exist for the plain layer `module` on `device` (dense first)."""
-    return {name: KERNELS.get(name).build for name in ("dense", "csr", "bsr", "nm")
+    return {name: KERNELS.get(name).build for name in ("dense", *SPARSE_KERNELS, *LAYOUT_KERNELS)
             if name not in exclude and KERNELS.get(name).exists(module, device) is None}
 
 
