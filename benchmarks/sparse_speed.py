@@ -11,7 +11,9 @@ and timed against the dense twin, interleaved (`ops.timing.robust_ms`: 10% quant
 1 and 2 threads. The speedup is over the dense twin *exported the same way* (`to_deployable` of the dense
 twin: its pooling layers get the planner's channels-last kernel where faster, as the sparse nets' do — that
 kernel is not sparse, so it must not count as a sparse speedup); the speedup over the plain dense twin (the
-module as built, as measured before the layout kernel existed) is shown too. Linear part (as before): a
+module as built, as measured before the layout kernel existed) is shown too, and so is the one over the dense
+twin run wholly channels-last (`memory_format=torch.channels_last`, model and input: oneDNN's faster layout for
+dense convs and pooling; a stronger dense baseline that export does not produce). Linear part (as before): a
 Linear 1024×1024 and an MLP 1024→2048→2048→1024→10 at batch 256, 50–99% unstructured sparsity, 1 thread.
 
     flock /tmp/heavy.lock python benchmarks/sparse_speed.py [--trials 4] [--limit 256] [--reps 10]
@@ -19,6 +21,7 @@ Linear 1024×1024 and an MLP 1024→2048→2048→1024→10 at batch 256, 50–9
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
 import os
 import pickle
@@ -105,12 +108,13 @@ def stored_weights(model: nn.Module) -> int:
     return sum(p.numel() if p.layout == torch.strided else p.values().numel() for p in model.parameters()) + values
 
 
-def time_all(models: list[nn.Module], x: torch.Tensor, reps: int) -> list[float]:
-    return [t.ms for t in robust_ms([lambda m=m: m(x) for m in models], repeats=reps, max_repeats=2 * reps)]
+def time_all(fns: list, reps: int) -> list[float]:
+    return [t.ms for t in robust_ms(fns, repeats=reps, max_repeats=2 * reps)]
 
 
 def searched_rows(args, arch: dict) -> list[dict]:
     dense = build(arch, "magnitude", 1.0)
+    channels_last = copy.deepcopy(dense).to(memory_format=torch.channels_last)
     inputs = {b: torch.randn(b, 1, 28, 28, generator=torch.Generator().manual_seed(1)) for b in (1, 64)}
     twins = {}  # (threads, batch) -> the dense twin exported for that target
     rows = []
@@ -125,16 +129,21 @@ def searched_rows(args, arch: dict) -> list[dict]:
                 exported, plan = to_deployable(masked, x, csr="auto")
                 export_s = time.perf_counter() - t0
                 diff = max_abs_diff(masked, exported, x)
-                dense_ms, twin_ms, export_ms = time_all([dense, twins[threads, batch], exported], x, args.reps)
+                x_cl = x.contiguous(memory_format=torch.channels_last)
+                dense_ms, twin_ms, cl_ms, export_ms = time_all(
+                    [lambda: dense(x), lambda: twins[threads, batch](x), lambda: channels_last(x_cl),
+                     lambda: exported(x)], args.reps)
                 params = stored_weights(exported) / stored_weights(dense)
                 row = {"structure": structure, "batch": batch, "threads": threads, "dense_ms": dense_ms,
-                       "twin_ms": twin_ms, "export_ms": export_ms, "speedup": twin_ms / export_ms,
-                       "speedup_plain": dense_ms / export_ms, "kernels": kernels(plan), "weights_stored": params,
-                       "max_abs_diff": diff, "export_s": export_s}
+                       "twin_ms": twin_ms, "channels_last_ms": cl_ms, "export_ms": export_ms,
+                       "speedup": twin_ms / export_ms, "speedup_plain": dense_ms / export_ms,
+                       "speedup_channels_last": cl_ms / export_ms, "kernels": kernels(plan),
+                       "weights_stored": params, "max_abs_diff": diff, "export_s": export_s}
                 rows.append(row)
-                print(f"{structure:<13} {batch:>5} {threads:>7} {dense_ms:>9.3f} {twin_ms:>9.3f} {export_ms:>9.3f} "
-                      f"{row['speedup']:>7.2f}x {row['speedup_plain']:>7.2f}x {row['kernels']:>8} {params:>7.2f} "
-                      f"{diff:>9.1e} {export_s:>6.1f}", flush=True)
+                print(f"{structure:<13} {batch:>5} {threads:>7} {dense_ms:>9.3f} {twin_ms:>9.3f} {cl_ms:>9.3f} "
+                      f"{export_ms:>9.3f} {row['speedup']:>7.2f}x {row['speedup_plain']:>7.2f}x "
+                      f"{row['speedup_channels_last']:>7.2f}x {row['kernels']:>8} {params:>7.2f} {diff:>9.1e} "
+                      f"{export_s:>6.1f}", flush=True)
     torch.set_num_threads(1)
     return rows
 
@@ -148,7 +157,7 @@ def linear_rows(args) -> list[dict]:
             masked = make(s).eval()
             exported, plan = to_deployable(masked, x, csr="auto")
             diff = max_abs_diff(masked, exported, x)
-            dense_ms, export_ms = time_all([dense, exported], x, args.reps)
+            dense_ms, export_ms = time_all([lambda: dense(x), lambda: exported(x)], args.reps)
             rows.append({"model": name, "sparsity": s, "dense_ms": dense_ms, "export_ms": export_ms,
                          "speedup": dense_ms / export_ms, "kernels": kernels(plan), "layers": len(plan),
                          "max_abs_diff": diff})
@@ -170,8 +179,9 @@ def main() -> None:
     search_s = time.perf_counter() - t0
     print(f"torch {torch.__version__}; dass search: {args.trials} trials in {search_s:.0f} s; load average "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"{'structure':<13} {'batch':>5} {'threads':>7} {'plain ms':>9} {'twin ms':>9} {'export ms':>9} "
-          f"{'speedup':>8} {'/plain':>8} {'csr/dir/bsr':>8} {'weights':>7} {'max diff':>9} {'plan s':>6}")
+    print(f"{'structure':<13} {'batch':>5} {'threads':>7} {'plain ms':>9} {'twin ms':>9} {'NHWC ms':>9} "
+          f"{'export ms':>9} {'speedup':>8} {'/plain':>8} {'/NHWC':>8} {'csr/dir/bsr':>8} {'weights':>7} "
+          f"{'max diff':>9} {'plan s':>6}")
     searched = searched_rows(args, arch)
     print(f"\n{'model':<8} {'sparsity':>8} {'dense ms':>9} {'export ms':>9} {'speedup':>8} {'csr/dir/bsr':>8} "
           f"{'max diff':>9}")
@@ -182,7 +192,9 @@ def main() -> None:
                "speedup_unstructured_b1": pick("unstructured", 1), "speedup_unstructured_b64": pick("unstructured", 64),
                "speedup_mlp_90": next(r["speedup"] for r in lin if r["model"] == "mlp" and r["sparsity"] == 0.9),
                "plain_channel_b64": pick("channel", 64, "speedup_plain"),
-               "plain_unstructured_b64": pick("unstructured", 64, "speedup_plain")}
+               "plain_unstructured_b64": pick("unstructured", 64, "speedup_plain"),
+               "nhwc_channel_b64": pick("channel", 64, "speedup_channels_last"),
+               "nhwc_unstructured_b64": pick("unstructured", 64, "speedup_channels_last")}
     summary = {k: round(v, 2) for k, v in summary.items()}
     load = [round(v, 2) for v in os.getloadavg()]
     finish(args, "sparse_speed", searched + lin, summary, markdown=markdown(searched, lin, arch, args, load),
@@ -192,11 +204,13 @@ def main() -> None:
 def markdown(searched: list[dict], lin: list[dict], arch: dict, args, load) -> str:
     """The RESULTS.md section: both tables and what they show."""
     t1 = markdown_table(
-        ["structure", "batch", "threads", "plain dense twin ms", "exported dense twin ms", "exported ms",
-         "speedup (vs exported twin)", "vs plain twin", "CSR/direct/BSR layers", "weights stored", "max |diff|"],
+        ["structure", "batch", "threads", "dense twin ms: plain", "exported", "channels-last", "exported ms",
+         "speedup (vs exported twin)", "vs plain twin", "vs channels-last twin", "CSR/direct/BSR layers",
+         "weights stored", "max |diff|"],
         [[r["structure"], r["batch"], r["threads"], f"{r['dense_ms']:.3f}", f"{r['twin_ms']:.3f}",
-          f"{r['export_ms']:.3f}", f"{r['speedup']:.2f}x", f"{r['speedup_plain']:.2f}x", r["kernels"],
-          f"{r['weights_stored']:.2f}", f"{r['max_abs_diff']:.1e}"] for r in searched])
+          f"{r['channels_last_ms']:.3f}", f"{r['export_ms']:.3f}", f"{r['speedup']:.2f}x", f"{r['speedup_plain']:.2f}x",
+          f"{r['speedup_channels_last']:.2f}x", r["kernels"], f"{r['weights_stored']:.2f}", f"{r['max_abs_diff']:.1e}"]
+         for r in searched])
     t2 = markdown_table(
         ["model", "sparsity", "dense ms", "exported ms", "speedup", "CSR/direct/BSR layers", "max |diff|"],
         [[r["model"], f"{r['sparsity']:.2f}", f"{r['dense_ms']:.3f}", f"{r['export_ms']:.3f}", f"{r['speedup']:.2f}x",
@@ -208,7 +222,8 @@ def markdown(searched: list[dict], lin: list[dict], arch: dict, args, load) -> s
             f"exported for its batch and thread count. Speedup = exported dense twin ÷ exported sparse net: both "
             f"pass through `to_deployable`, whose planner also gives pooling layers a channels-last kernel where "
             f"faster — not a sparse kernel, so the twin gets it too; 'vs plain twin' divides by the dense twin as "
-            f"built instead (the RESULT's plain_* keys).\n\n{t1}\n\nLinear layers (batch {BATCH}, 1 thread):\n\n{t2}")
+            f"built instead (the RESULT's plain_* keys), 'vs channels-last twin' by the dense twin run wholly "
+            f"channels-last (model and input; the nhwc_* keys): a stronger dense baseline than export gives.\n\n{t1}\n\nLinear layers (batch {BATCH}, 1 thread):\n\n{t2}")
 
 
 if __name__ == "__main__":
