@@ -65,8 +65,10 @@ def load() -> str:
 
 @contextlib.contextmanager
 def hogs(n: int):
-    """`n` CPU-bound processes (busy loops) for the duration of the block."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    """`n` CPU-bound processes (busy loops) for the duration of the block; each also ends by itself when this
+    process is gone (killed before it could stop them)."""
+    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    for _ in range(10**6): pass"
+    procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(n)]
     try:
         yield
     finally:
