@@ -48,6 +48,8 @@ def test_direct_csr_conv_is_one_traced_kernel_and_refuses_other_dtypes():
     conv, x = _pointwise(8, 6), torch.randn(2, 8, 4, 4)
     calls = trace(DirectCSRConv1x1(conv), x).calls
     assert [c.op for c in calls] == ["csr_pointwise.default"]  # the lut prices it as one kernel
+    nnz = int((conv.weight != 0).sum())
+    assert calls[0].features[2:4] == (nnz * 2 * 4 * 4, nnz)  # macs and nnz, as a CSR matmul's, for its guesses
     assert "direct" not in built(conv.double(), x.double())  # float32 only: refused when it runs
 
 

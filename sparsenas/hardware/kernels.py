@@ -78,6 +78,9 @@ def call_features(op: str, args: tuple, kwargs: dict, out) -> tuple[float, ...]:
         groups = _arg(args, kwargs, 6, "groups", 1)
     elif op == "linear" and len(ins) >= 2:
         macs = out_elems * ins[1].shape[-1]
+    elif op.startswith("csr_pointwise") and len(ins) >= 4:  # sparsenas::csr_pointwise(x, crow, col, values, …)
+        nnz = ins[3].numel()
+        macs = nnz * out_elems // max(out.shape[1], 1)  # every weight once per output pixel
     elif op in ("matmul", "mm", "addmm") and len(ins) >= 2:
         sparse = [t for t in ins if t.layout != torch.strided]
         dense = [t for t in ins if t.layout == torch.strided]
