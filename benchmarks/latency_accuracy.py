@@ -5,8 +5,9 @@ exported mode) profile a lookup table (`--profile-archs` sampled archs, `--calib
 idle machine and, with `--hog N`, a second one while N CPU-bound processes (started by this script, stopped right
 after) compete for the cores; then predict `--holdout` other archs and compare both tables with `MeasuredLatency`
 timed idle (robust timing: the 10% quantile of interleaved calls, see sparsenas/ops/timing.py): share of predictions
-within ±10% and Spearman. Each held-out arch is measured twice — the share of re-measurements within ±10% of the
-first is the noise floor.
+within ±10% and Spearman. Each held-out arch is exported once and timed in two passes (in order, then reversed):
+the truth is the lower of its two timings (as in part 2), the share of second timings within ±10% of the first is
+the noise floor.
 
 Part 2 (learned): time `--nb201-archs` NB201 cell networks (C, N, input size, batch below) with torch and with ONNX
 Runtime (`measured`, runtime onnxruntime: exported, zero products folded, all ORT optimisations), each arch twice
@@ -45,7 +46,7 @@ from sparsenas.ops.timing import robust_ms  # noqa: E402
 from sparsenas.hardware.kernels import replay_ms  # noqa: E402
 from sparsenas.hardware.learned import LearnedLatency, Prior  # noqa: E402
 from sparsenas.hardware.lut import LutLatency, describe_noise, profile  # noqa: E402
-from sparsenas.hardware.measured import MeasuredLatency  # noqa: E402
+from sparsenas.hardware.measured import MeasuredLatency, lowest  # noqa: E402
 from sparsenas.space import SPACES  # noqa: E402
 from sparsenas.spaces.nb201 import NB201Space, arch_str  # noqa: E402
 
@@ -104,19 +105,20 @@ def lut_part(args, result: dict, rows: list) -> None:
         start = time.perf_counter()
         breakdowns = [LutLatency(space, target, io, table).breakdown(a) for a in archs]
         pred_s = (time.perf_counter() - start) / len(archs)
-        first = [measured.predict(a) for a in archs]
-        second = [measured.predict(a) for a in archs]
+        passes = measured.timings(archs, passes=2)
+        first, second = ([ts[k].ms for ts in passes] for k in (0, 1))
+        truth = [lowest(ts).ms for ts in passes]
         pred, raw = [b.total for b in breakdowns], [b.kernel_sum for b in breakdowns]
-        row = {"within10": within(pred, first), "spearman": spearmanr(pred, first)[0],
-               "raw_within10": within(raw, first), "raw_spearman": spearmanr(raw, first)[0],
-               "noise_within10": within(second, first)}
+        row = {"within10": within(pred, truth), "spearman": spearmanr(pred, truth)[0],
+               "raw_within10": within(raw, truth), "raw_spearman": spearmanr(raw, truth)[0],
+               "noise_within10": within(second, first), "within10_first_pass": within(pred, first)}
         if hog_table is not None:
             hog_pred = [LutLatency(space, target, io, hog_table).predict(a) for a in archs]
-            row.update(within10_hog=within(hog_pred, first), spearman_hog=spearmanr(hog_pred, first)[0])
+            row.update(within10_hog=within(hog_pred, truth), spearman_hog=spearmanr(hog_pred, truth)[0])
         print(f"{name:<11} {len(table.kernels):>7} {row['within10']:>8.3f} {row['spearman']:>8.3f} "
               f"{row['raw_within10']:>8.3f} {row.get('within10_hog', float('nan')):>8.3f} "
               f"{row.get('spearman_hog', float('nan')):>8.3f} {row['noise_within10']:>9.3f} "
-              f"{np.median(first):>7.3f} {profile_s:>9.1f} {pred_s:>7.3f}", flush=True)
+              f"{np.median(truth):>7.3f} {profile_s:>9.1f} {pred_s:>7.3f}", flush=True)
         a, b, c = table.calibration
         print(f"{'':<11} calibration: {a:.3f}·Σkernels + {b * 1e3:.2f} µs·calls + {c:.3f} ms; {load()}")
         print(f"{'':<11} idle profile {describe_noise(table.meta['noise'])}")
@@ -125,7 +127,7 @@ def lut_part(args, result: dict, rows: list) -> None:
         for key, value in row.items():
             result[f"{key}_{name}"] = value
         rows.append({"part": "lut", "space": name, "kernels": len(table.kernels), **row,
-                     "median_ms": float(np.median(first)), "profile_s": profile_s, "pred_s": pred_s,
+                     "median_ms": float(np.median(truth)), "profile_s": profile_s, "pred_s": pred_s,
                      "noise": table.meta["noise"], "hog_noise": hog_table and hog_table.meta["noise"]})
 
 
@@ -297,7 +299,9 @@ def markdown(args, rows: list[dict], load_before: str, load_after: str) -> str:
                    f"archs per space; the table profiled on {args.profile_archs} archs and calibrated on "
                    f"{args.calibration} more" + (f"; *hog*: a second table profiled while {args.hog} CPU-bound "
                                                   f"processes ran, predicting the idle measurements" if hog else "")
-                   + ". *noise floor*: share of a second measurement of the same arch within ±10% of the first.\n\n"
+                   + ". Each held-out arch is exported once and timed in two passes (in order, then reversed); the "
+                   "truth is the lower of its two timings (as in the NB201 part below). *noise floor*: share of the "
+                   "second pass within ±10% of the first.\n\n"
                    + markdown_table(
                        ["space", "kernels", "within ±10%", "Spearman", "Σ kernels only: within ±10%"]
                        + (["hog: within ±10%", "hog: Spearman"] if hog else [])
@@ -308,19 +312,15 @@ def markdown(args, rows: list[dict], load_before: str, load_after: str) -> str:
                         + [pct(r["noise_within10"]), f"{r['median_ms']:.3f}", f"{r['profile_s']:.0f}"] for r in lut]))
         lines = []
         for r in lut:
-            if r["within10"] >= 0.99:
-                verdict = "matches nn-Meter's 99.0% within ±10% (Cortex-A76 CPU)"
-            elif r["noise_within10"] < 0.95:
-                verdict = (f"below nn-Meter's 99.0%, but the measurement's own repeatability is only "
-                           f"{pct(r['noise_within10'])}: the machine was too noisy to check the claim (rerun idle)")
-            else:
-                verdict = (f"below nn-Meter's 99.0% with a {pct(r['noise_within10'])} noise floor: **not reproduced** "
-                           f"(Spearman {r['spearman']:.3f})")
+            verdict = ("target >= 98%: met" if r["within10"] >= 0.98 else
+                       f"target >= 98%: **missed**, with a {pct(r['noise_within10'])} noise floor"
+                       + (" (the machine was too noisy to tell)" if r["noise_within10"] < 0.95 else ""))
             if hog:
                 verdict += (f"; profiled under load: {pct(r['within10_hog'])} within ±10% of the idle times "
                             + ("(target >= 90%: met)" if r["within10_hog"] >= 0.9 else "(target >= 90%: **missed**)"))
-            lines.append(f"- {r['space']}: {pct(r['within10'])} within ±10% — {verdict}.")
-        out.append("\n".join(lines))
+            lines.append(f"- {r['space']}: {pct(r['within10'])} within ±10% (Spearman {r['spearman']:.3f}) — {verdict}.")
+        out.append("\n".join(lines) + "\n\nA sanity figure, not a comparison: nn-Meter reports 99.0% within ±10% for its "
+                   "kernel-level predictors on a Cortex-A76 CPU — another device, other networks and another predictor.")
     if csr:
         agree = sum(r["lut_pick"] == r["export_pick"] for r in csr)
         out.append("**Sparse linear 1024×1024, batch 256**: the kernels the table prices (dense vs CSR, timed alone), "

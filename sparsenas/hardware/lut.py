@@ -20,7 +20,8 @@ priced. Profiling traces and times every candidate kernel of every sparse layer 
 
 Calibration (our addition to nn-Meter, for Python-dispatched tiny networks): isolated kernels miss the
 per-module-call Python time and cache effects of the whole forward pass, so `profile` also measures
-`calibration` whole networks (MeasuredLatency) and fits, by non-negative least squares on relative errors,
+`calibration` whole networks (MeasuredLatency, each in two passes, the lower: robust to a burst of
+interference longer than one network's repeats) and fits, by non-negative least squares on relative errors,
   latency = a · Σ kernels + b · module calls + c.
 `calibration: 0` keeps the pure sum (a = 1, b = c = 0). The table is a JSON file in the cache directory
 (`default_cache_dir()`), named after a hash of everything it depends on (space options, input shape, target,
@@ -47,7 +48,7 @@ from .base import (DTYPES, LatencyPredictor, ModelIO, Target, build_model, examp
 from ..ops.planner import built
 from ..ops.timing import Timing
 from .kernels import KernelCall, Trace, log_features, replay_timings, trace
-from .measured import MeasuredLatency
+from .measured import MeasuredLatency, lowest
 
 TABLE_FORMAT = 1
 
@@ -357,15 +358,10 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
     if calibration:
         measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
         lut = LutLatency(space, target, io, table)
-        rows, y = [], []
-        for j in range(calibration):
-            arch = space.sample(rng)
-            b = lut.breakdown(arch)
-            rows.append([b.kernel_sum, b.module_calls, 1.0])
-            t = measured.timing(arch)
-            y.append(t.ms)
-            networks.append(t)
-        y = np.array(y)  # fitted on relative errors (the ±10% criterion), each row divided by its latency
+        archs = [space.sample(rng) for _ in range(calibration)]
+        rows = [[b.kernel_sum, b.module_calls, 1.0] for b in map(lut.breakdown, archs)]
+        networks = [lowest(ts) for ts in measured.timings(archs, passes=2)]
+        y = np.array([t.ms for t in networks])  # fitted on relative errors (the ±10% criterion): rows / latency
         coef, _ = nnls(np.array(rows) / y[:, None], np.ones_like(y))
         table.calibration = tuple(float(v) for v in coef)
         log(f"calibrated on {calibration} measured archs: latency = {coef[0]:.3f}·Σkernels + "

@@ -54,5 +54,23 @@ class MeasuredLatency(LatencyPredictor):
             run = RUNTIMES.get(self.runtime)(module, x, self.target)
             return robust_ms([run], self.target.device, self.warmup, self.repeats)[0]
 
+    def timings(self, archs: list[Arch], passes: int = 2) -> list[list[Timing]]:
+        """Each arch's robust timing in each of `passes` passes over `archs` (in order, then reversed, ...),
+        its module built once: per arch, its `passes` Timings. A burst of interference lasting seconds hits
+        one arch's repeats in one pass only, so the lower of its timings (`lowest`) is the quiet machine's."""
+        x = example_input(self.io, self.target)
+        runs = [RUNTIMES.get(self.runtime)(self.module(arch)[0], x, self.target) for arch in archs]
+        out: list[list[Timing]] = [[] for _ in archs]
+        with threads(self.target.threads):
+            for p in range(passes):
+                for i in (range(len(archs)) if p % 2 == 0 else reversed(range(len(archs)))):
+                    out[i] += robust_ms([runs[i]], self.target.device, self.warmup, self.repeats)
+        return out
+
     def predict(self, arch: Arch) -> float:
         return self.timing(arch).ms
+
+
+def lowest(timings: list[Timing]) -> Timing:
+    """The Timing with the lowest estimate (of one arch's passes, see `MeasuredLatency.timings`)."""
+    return min(timings, key=lambda t: t.ms)
