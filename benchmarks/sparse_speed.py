@@ -5,7 +5,9 @@ Searched architecture: the best arch of a small, quick `dass` search (C = 64, 3 
 strategy, `--trials` trials of 1 epoch on the first `--limit` training images, validated on `--limit`/2: the
 search picks the cells; accuracy plays no part in speed). Its cells are then built three ways, freshly initialised (speed does not depend on the weight
 values): the dense twin (keep 1.0), every layer unstructured at 90% sparsity (magnitude masks, stem and
-classifier too), and channel-structured with 50% of each layer's output channels kept (L1 filter masks). Each
+classifier too), and channel-structured with 50% of each layer's output channels kept (L1 filter masks, aligned
+by the space over each group of coupled layers — a node's summed ops —, `ops.channel_align`, so export can remove
+them). Each
 sparse net is exported *for its target* — the planner times its candidates at that batch and thread count —
 and timed against the dense twin, interleaved (`ops.timing.robust_ms`: 10% quantile), at batch 1 and 64,
 1 and 2 threads. The speedup is over the dense twin *exported the same way* (`to_deployable` of the dense

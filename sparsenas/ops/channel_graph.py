@@ -14,6 +14,8 @@ channels come from its *source*: a conv/linear (free to produce any subset), a c
 (derived from their inputs' groups), or the input / an op we do not know (every channel). Every channel not
 kept is static, so its contribution to a consumer conv/linear is input-independent: `plan_removal` returns the
 kept input/output channels per module and the deploy step folds that contribution into a bias (`channel_removal`).
+`coupled_layers` lists each group's layers (for `channel_align`, which gives them the same masks); sparse layers
+are traced as leaves and analysed with their masks applied.
 
 Why not torch-pruning (DepGraph, judged from its documentation, not run here): it groups coupled layers the
 same way but removes the channels it is given without folding their constant values (the BN shift after a
@@ -34,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .sparse import SparseMixin
+
 CHANNELWISE_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish,
                        nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.Dropout, nn.Identity,
                        nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.ZeroPad2d)
@@ -53,6 +57,19 @@ class Removal:
 
     kept: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer with the sparse layers (SparseConv2d / SparseLinear) as leaves, like the torch.nn layers
+    they extend: a masked model is analysed as its baked form would be."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, SparseMixin) or super().is_leaf_module(m, qualname)
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """The weight a layer computes with (W ⊙ mask for a sparse layer), on the CPU (where channel masks live)."""
+    return (module.effective_weight() if isinstance(module, SparseMixin) else module.weight).detach().cpu()
 
 
 class _Recorder(fx.Interpreter):
@@ -131,11 +148,11 @@ def _live(rule: str, node: fx.Node, module, live: dict, values: dict) -> torch.T
     out = values[node.name]
     ins = [a for a in _tensors(node) if a.name in live]
     if rule in ("conv", "linear"):
-        weight = module.weight.detach().cpu()  # channel masks live on the CPU
+        weight = _weight(module)
         w = weight.flatten(2).abs().sum(2) if rule == "conv" else weight.abs()
         return (w[:, live[ins[0].name]] != 0).any(1)
     if rule == "depthwise":
-        return live[ins[0].name] & (module.weight.detach().cpu().flatten(1) != 0).any(1)
+        return live[ins[0].name] & (_weight(module).flatten(1) != 0).any(1)
     if rule == "channelwise":
         return live[ins[0].name].clone()
     if rule == "elementwise":
@@ -275,11 +292,9 @@ def _gathering_graph(nodes, rules: dict[str, str], live: dict, values: dict) -> 
         rules.update({name: "depthwise" for name in bad})
 
 
-@torch.no_grad()
-def plan_removal(model: nn.Module, example: torch.Tensor) -> Removal:
-    """The channels of every conv / linear / depthwise conv / BatchNorm of the plain, eval-mode `model` that
-    can go, traced on `example` (raises whatever torch.fx raises on an untraceable model)."""
-    gm = fx.symbolic_trace(model)
+def _analyse(model: nn.Module, example: torch.Tensor) -> tuple[_Graph, dict[str, nn.Module]]:
+    """The grouped graph of the eval-mode `model` traced on `example`, and its modules by name."""
+    gm = fx.GraphModule(model, _Tracer().trace(model))
     recorder = _Recorder(gm)
     recorder.run(example[:1])
     values, modules = recorder.values, dict(gm.named_modules())
@@ -291,7 +306,34 @@ def plan_removal(model: nn.Module, example: torch.Tensor) -> Removal:
         if isinstance(values.get(n.name), torch.Tensor) and rules[n.name] not in ("meta", "output"):
             module = modules.get(n.target) if n.op == "call_module" else None
             live[n.name] = _live(rules[n.name], n, module, live, values)
-    graph = _gathering_graph(nodes, rules, live, values)
+    return _gathering_graph(nodes, rules, live, values), modules
+
+
+@torch.no_grad()
+def coupled_layers(model: nn.Module, example: torch.Tensor) -> list[list[str]]:
+    """The layers whose output channels are coupled (Torch-Pruning's dependency groups), by module name: per
+    group of two or more, its producers (conv / linear) and the depthwise convs inside it (not the gathering
+    ones, which are sources of their own), in graph order. Sparse layers are analysed with their masks applied
+    (a depthwise conv gathers where its mask empties enough filters); `model` is run in eval mode on
+    `example[:1]`, its mode restored (raises whatever torch.fx raises on an untraceable model)."""
+    training = model.training
+    try:
+        graph, _ = _analyse(model.eval(), example)
+    finally:
+        model.train(training)
+    members: dict[str, list[str]] = {}
+    for n in graph.nodes:
+        if n.op == "call_module" and graph.rules[n.name] in ("conv", "linear", "depthwise"):
+            members.setdefault(graph.groups.find(n.name), []).append(n.target)
+    return [names for names in members.values() if len(names) > 1]
+
+
+@torch.no_grad()
+def plan_removal(model: nn.Module, example: torch.Tensor) -> Removal:
+    """The channels of every conv / linear / depthwise conv / BatchNorm of the plain, eval-mode `model` that
+    can go, traced on `example` (raises whatever torch.fx raises on an untraceable model)."""
+    graph, modules = _analyse(model, example)
+    nodes, rules, values = graph.nodes, graph.rules, graph.values
     kept = graph.kept_all()
     removal = Removal()
     for n in nodes:

@@ -157,15 +157,16 @@ class ChannelMask(MaskKind):
     def count(self, layer) -> int:
         return self.channels(layer) * layer.weight[0].numel()
 
-    def _expand(self, layer, scores: torch.Tensor) -> torch.Tensor:
+    def from_scores(self, layer, scores: torch.Tensor) -> torch.Tensor:
+        """The mask keeping the layer's count of output channels, those of largest `scores` (one per channel)."""
         keep = _topk_mask(scores, self.channels(layer))
         return keep.view(-1, *[1] * (layer.weight.dim() - 1)).expand_as(layer.weight).contiguous()
 
     def compute(self, layer) -> torch.Tensor:
-        return self._expand(layer, layer.weight.detach().abs().flatten(1).sum(1))
+        return self.from_scores(layer, layer.weight.detach().abs().flatten(1).sum(1))
 
     def random_mask(self, layer, generator) -> torch.Tensor:
-        return self._expand(layer, torch.rand(layer.weight.shape[0], generator=generator).to(layer.weight.device))
+        return self.from_scores(layer, torch.rand(layer.weight.shape[0], generator=generator).to(layer.weight.device))
 
 
 class NMMask(MaskKind):

@@ -25,9 +25,11 @@ no drop-path.
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..ops.channel_align import align_channel_masks
 from ..ops.masks import mask_kind
 from ..schema import OPT_NUM, Field, count, number, numbers, one_of
 from ..space import Arch, Categorical, SuperNet, register_space
@@ -101,4 +103,5 @@ class DassSpace(TrainedSpace, SuperNet):
         net = DassNetwork(input_shape, num_classes, o["C"], o["layers"], o["stem_multiplier"],
                           Sparse(head_keep, o["mask"]), make_cell)
         reallocate(net, o["allocation"], (net.stem[0], net.classifier) if o["stem_head_keep"] is not None else ())
+        align_channel_masks(net, torch.zeros(1, *input_shape))  # a node's summed ops keep the same channels
         return net

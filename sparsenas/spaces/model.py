@@ -34,12 +34,15 @@ Evaluation: fine-tune (or train) for the `train` budget with `train.sparse_train
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..errors import ConfigError, InfeasibleArch
 from ..ops.allocation import ALLOCATIONS, scale_densities
+from ..ops.channel_align import align_channel_masks
 from ..ops.masks import _NM, kept_count
 from ..schema import OPT_INT, OPT_NUM, OPT_STR, Field, number, numbers, one_of
 from ..space import Arch, Categorical, register_space
@@ -197,7 +200,21 @@ class ModelSpace(TrainedSpace):
                               f"{tuple(input_shape)} and {num_classes} classes than for the space's probe; set "
                               f"space.input_shape and space.num_classes to the data's")
         plans = self.plans(arch, {n: tuple(m.weight.shape) for n, m in layers.items()})
-        return sparsify(model, plans, random_masks=self.options["prune"] == "random", at_init=self._state is None)
+        random = self.options["prune"] == "random"
+        model = sparsify(model, plans, random_masks=random, at_init=self._state is None)
+        if any(p.mask == "channel" for p in plans.values()):
+            self._align(model, input_shape, random)
+        return model
+
+    def _align(self, model: nn.Module, input_shape, random: bool) -> None:
+        """Coupled channel masks keep the same channels (ops.channel_align; random ones: one random ranking per
+        group); a model torch.fx cannot trace keeps its per-layer masks, with a warning."""
+        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31 - 1, ()))) if random else None
+        try:
+            align_channel_masks(model, torch.zeros(1, *input_shape), generator)
+        except Exception as e:  # noqa: BLE001 — any model: fx tracing fails in many ways
+            warnings.warn(f"{self.subject()}: channel masks not aligned across residual adds ({type(e).__name__}: "
+                          f"{str(e)[:120]}); export keeps the union of coupled layers' channels", stacklevel=2)
 
     def subject(self) -> str:
         return f"the model of space.factory {self.options['factory']!r}"

@@ -39,10 +39,12 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..ops.channel_align import align_channel_masks
 from ..ops.masks import mask_kind
 from ..ops.accounting import count_layers
 from ..ops.sparse import SparseMixin
@@ -216,9 +218,12 @@ class SparseIFTSpace(TrainedSpace):
                               f"use space.backbone=mlp")
         choices, masks = self.block_choices(arch), self.block_masks(arch)
         if choices[0][0] == "wide":
-            return self._network_wide(choices[0][1], masks[0], tuple(input_shape), num_classes)
-        return self._network(self.options, [member_units(m, s, mask) for (m, s), mask in zip(choices, masks)],
-                             tuple(input_shape), num_classes)
+            net = self._network_wide(choices[0][1], masks[0], tuple(input_shape), num_classes)
+        else:
+            net = self._network(self.options, [member_units(m, s, mask) for (m, s), mask in zip(choices, masks)],
+                                tuple(input_shape), num_classes)
+        align_channel_masks(net, torch.zeros(1, *input_shape))  # a residual add's branches keep the same channels
+        return net
 
     def _network(self, o: dict, units: list[UnitMaker], input_shape, num_classes) -> "SparseIFTNet":
         plan = self.backbone.plan(o)
