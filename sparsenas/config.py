@@ -51,6 +51,7 @@ CORE: dict[str, dict[str, Field]] = {
         "weight_decay": Field(3e-4, NUM, non_negative, "must be >= 0"),
         "score_lr": Field(0.1, NUM, positive, "must be > 0"),
         "grad_clip": Field(5.0, OPT_NUM, positive, "must be > 0"),
+        "warmup_epochs": Field(0, NUM, non_negative, "must be >= 0"),  # linear LR warm-up; < epochs (validate_core)
         **TRAIN_OPTIONS,  # sparse training and the random-mask baseline, declared in sparsenas/sparse_training.py
     },
     "objective": {
@@ -233,7 +234,12 @@ def legacy_scheduler(raw: dict) -> dict:
 def validate_core(raw: dict) -> dict:
     """The core sections of a merged config checked against CORE and completed with defaults. The `space`,
     `strategy` and registry names are checked by `sparsenas.assemble.resolve`."""
-    return {section: validate_section(section, raw.get(section, {}), schema) for section, schema in CORE.items()}
+    config = {section: validate_section(section, raw.get(section, {}), schema) for section, schema in CORE.items()}
+    train = config["train"]
+    if train["warmup_epochs"] >= train["epochs"]:
+        raise ConfigError(f"train.warmup_epochs={train['warmup_epochs']:g} must be < train.epochs "
+                          f"({train['epochs']})")
+    return config
 
 
 def normalise_objective(obj: dict) -> None:

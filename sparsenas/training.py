@@ -44,6 +44,15 @@ def _param_groups(model: nn.Module, cfg: dict) -> list[dict]:
     return groups
 
 
+def with_warmup(schedule: Callable[[int], float], warmup_steps: int) -> Callable[[int], float]:
+    """`schedule` (an LR multiplier by step) after a linear warm-up: (step + 1) / warmup_steps for the first
+    `warmup_steps` steps (Goyal et al. 2017), then `schedule(step)` itself, not shifted (timm's default,
+    `warmup_prefix=False`): the cosine keeps its length and the warm-up replaces its first steps."""
+    if warmup_steps <= 0:
+        return schedule
+    return lambda step: (step + 1) / warmup_steps if step < warmup_steps else schedule(step)
+
+
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
                       alpha: float, temperature: float) -> torch.Tensor:
     """Knowledge distillation: (1 − a)·CE(s, y) + a·T²·KL(softmax(t/T) ‖ softmax(s/T)) (Hinton; TAS a=0.9, T=4)."""
@@ -56,7 +65,8 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
                        on_epoch: Callable[[int, dict], None] | None = None,
                        time_limit_s: float | None = None, teacher: nn.Module | None = None,
                        kd_alpha: float = 0.9, kd_temperature: float = 4.0) -> dict[str, float]:
-    """Train with SGD + momentum and a cosine schedule for `cfg["epochs"]`; weights and sparsity scores
+    """Train with SGD + momentum and a cosine schedule for `cfg["epochs"]` (after a linear warm-up over
+    `cfg["warmup_epochs"]` epochs, `with_warmup`); weights and sparsity scores
     train together (scores in their own group at `score_lr`). Deterministic for a given seed.
     Masks evolve by `train.sparse_training` (static / set / rigl / imp, see sparse_training.py);
     `train.mask_baseline: random` first replaces every mask by a random one of equal per-layer count.
@@ -72,7 +82,8 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
     sparse = make_sparse_trainer(model, cfg, total, seed=seed)  # before the optimizer: it may freeze scores
     opt = torch.optim.SGD(_param_groups(model, cfg), momentum=cfg["momentum"])
     sparse.optimizer = opt
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, sparse.lr_factor)  # cosine; IMP restarts it every cycle
+    warmup = round(cfg.get("warmup_epochs", 0) * steps_per_epoch)  # train.warmup_epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, with_warmup(sparse.lr_factor, warmup))  # cosine; IMP restarts
     step_index = 0
     start = time.perf_counter()
     loss_value = math.nan
