@@ -40,6 +40,10 @@ Chosen from learning curves of 8 random dass archs (seed 0, 9 epochs): at 1,000 
 was 0.14-0.90 (mean 0.70) and nearly every net was at chance after epoch 1; at 2,500, 0.64-0.94 (mean 0.87),
 Spearman of epoch-1 / epoch-3 val_acc with the final 0.31 / 0.76; 1,500 images and 8 trials fit the time
 limit. The model arm's curves at 1,000 images ranked well (0.76 / 0.81) but ended at 0.55-0.86: it gets 3,000.
+A pilot on 8 random dass archs of search seed 100 (disjoint from the benchmark's seeds 0-4), at these settings:
+Spearman of epoch-1 / epoch-3 val_acc with the final was 0.51 / -0.17 at lr 0.1 (final 0.44-0.90, mean 0.79),
+-0.14 / -0.06 with one epoch of LR warm-up (`--warmup 1`; mean 0.80) and 0.11 / 0.19 at lr 0.05 (mean 0.72): after
+epoch 1's 24 steps most nets are still at chance (0.107) either way, so the dass arm keeps lr 0.1 without warm-up.
 
     python benchmarks/early_stopping.py [--seeds 5] [--jobs 2] [--json docs/results/early_stopping.json]
 """
@@ -143,7 +147,7 @@ def config(args, arm: str, strategy: str, seed: int, scheduler: str, multi: bool
         "space": {"name": arm, **space_options(args, arm)},
         "strategy": {"name": strategy, **({"n_startup_trials": args.startup} if strategy == "tpe" else {})},
         "data": {"name": "npz", "path": args.npz[arm], "downsample": 2, "normalize": "dataset"},
-        "train": {"epochs": args.epochs, "batch_size": 64, "lr": 0.1},
+        "train": {"epochs": args.epochs, "batch_size": 64, "lr": args.lr[arm], "warmup_epochs": args.warmup[arm]},
         "search": {"budget": budget, "seed": seed},
         "objective": MO if multi else {"maximize": ["val_acc"]},
         "scheduler": scheduler_options(args, scheduler),
@@ -402,6 +406,10 @@ def main() -> None:
     p.add_argument("--horizon", type=float, default=0.5, help="a scheduled search ends after this × E0 epochs")
     p.add_argument("--limit", type=int, default=1500, help="MNIST training images of the dass arm")
     p.add_argument("--model-limit", type=int, default=3000, help="MNIST training images of the model arm")
+    p.add_argument("--lr", type=float, default=0.1, help="dass arm: train.lr")
+    p.add_argument("--warmup", type=float, default=0, help="dass arm: train.warmup_epochs")
+    p.add_argument("--model-lr", type=float, default=0.1, help="model arm: train.lr")
+    p.add_argument("--model-warmup", type=float, default=0, help="model arm: train.warmup_epochs")
     p.add_argument("--C", type=int, default=4, help="dass channels of the first cell")
     p.add_argument("--startup", type=int, default=5, help="tpe n_startup_trials")
     p.add_argument("--model-sparsity", type=float, default=0.9, help="model arm: space.target_sparsity")
@@ -418,6 +426,7 @@ def main() -> None:
     if args.horizon < max(TARGET.values()):
         raise SystemExit(f"--horizon must be >= {max(TARGET.values())} (the two-objective budget)")
     folder = Path(tempfile.mkdtemp(prefix="early_stopping_"))
+    args.lr, args.warmup = {"dass": args.lr, "model": args.model_lr}, {"dass": args.warmup, "model": args.model_warmup}
     args.npz = {"dass": write_npz(args, folder, args.limit), "model": write_npz(args, folder, args.model_limit)}
     start = time.perf_counter()
     arms = [tuple(a.split(":")) for a in args.arms.split(",") if a]
@@ -430,7 +439,8 @@ def main() -> None:
     markdown = (f"MNIST 14×14: the first {args.limit:,} training images (model arm: {args.model_limit:,}), 5,000 "
                 f"validation images (a point is 50), 10,000 test images. dass C={args.C}, 3 cells; model: `lenet` "
                 f"(4 layers searched, target sparsity {args.model_sparsity}). No-stopping searches: {args.budget} "
-                f"trials × {args.epochs} epochs; "
+                f"trials × {args.epochs} epochs, SGD lr {args.lr['dass']:g} with {args.warmup['dass']:g} warm-up "
+                f"epochs (model arm: {args.lr['model']:g}, {args.warmup['model']:g}), then cosine; "
                 f"scheduled searches: more trials, cut at the budget (a fraction of the same strategy and seed's "
                 f"no-stopping epochs; they ran to {args.horizon:.0%}); asha/hyperband grace {args.grace}, "
                 f"reduction factor {args.eta:g}, max_epochs {args.epochs}; median grace {args.grace}; tpe with "
