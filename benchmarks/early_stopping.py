@@ -44,6 +44,8 @@ A pilot on 8 random dass archs of search seed 100 (disjoint from the benchmark's
 Spearman of epoch-1 / epoch-3 val_acc with the final was 0.51 / -0.17 at lr 0.1 (final 0.44-0.90, mean 0.79),
 -0.14 / -0.06 with one epoch of LR warm-up (`--warmup 1`; mean 0.80) and 0.11 / 0.19 at lr 0.05 (mean 0.72): after
 epoch 1's 24 steps most nets are still at chance (0.107) either way, so the dass arm keeps lr 0.1 without warm-up.
+At batch size 32 (47 steps an epoch, 17% more time) the same archs gave 0.26 / 0.29 (final 0.83-0.92), and 0.60 /
+0.71 with one warm-up epoch: promising, but 8 archs (a Spearman's standard error is ~0.35) and not yet run at scale.
 
     python benchmarks/early_stopping.py [--seeds 5] [--jobs 2] [--json docs/results/early_stopping.json]
 """
