@@ -111,33 +111,38 @@ def test_profile_records_its_noise_floor_and_the_cli_prints_it(tmp_path, capsys)
     assert LatencyTable.load(out).meta["noise"]["networks_median"] is None
 
 
-def test_calibration_keeps_the_lower_of_two_passes_so_a_burst_of_interference_changes_nothing(monkeypatch):
-    """Each calibration network is timed in two passes (in order, then reversed); a burst of interference as long
-    as a whole pass (every network 3x slower in it) leaves the fitted calibration as the quiet machine's."""
+def test_calibration_passes_bracket_the_kernels_and_keep_the_lower_so_a_busy_spell_changes_nothing(monkeypatch):
+    """The calibration networks are timed in two passes, before the kernels are profiled and (reversed) after;
+    a busy spell as long as a whole pass (every network 3x slower in it) leaves the fit as the quiet machine's."""
     from sparsenas.hardware import kernels, measured
 
     def fake_timing(ms):
         return timing.Timing(ms, ms, 0.0, 0.0, 1)
 
-    monkeypatch.setattr(kernels, "robust_ms", lambda fns, *a, **k: [fake_timing(0.1) for _ in fns])
-    order = []
+    events = []
 
-    def networks(burst):
+    def kernel_timings(fns, *a, **k):
+        events.append("kernels")
+        return [fake_timing(0.1) for _ in fns]
+
+    def network_timings(burst):
         def robust_ms(fns, *a, **k):
-            order.append(fns[0])
             module = next(c.cell_contents for c in fns[0].__closure__ if isinstance(c.cell_contents, nn.Module))
             quiet = 0.5 + 1e-4 * sum(p.numel() for p in module.parameters())  # differs between the networks
-            return [fake_timing(quiet * (3 if burst and len(order) <= 3 else 1))]
+            events.append(quiet)
+            return [fake_timing(quiet * (3 if burst and "kernels" not in events else 1))]
         return robust_ms
 
     def calibration(burst):
-        order.clear()
-        monkeypatch.setattr(measured, "robust_ms", networks(burst))
+        events.clear()
+        monkeypatch.setattr(measured, "robust_ms", network_timings(burst))
         return profile(TasSpace(C=4, depth=8), Target(), ModelIO((1, 8, 8), 10), archs=1, calibration=3, warmup=0,
                        repeats=1, log=lambda m: None).calibration
 
+    monkeypatch.setattr(kernels, "robust_ms", kernel_timings)
     assert calibration(burst=True) == pytest.approx(calibration(burst=False))
-    assert order[:3] == order[3:][::-1] and len(set(map(id, order))) == 3
+    networks = [e for e in events if e != "kernels"]
+    assert events[3] == "kernels" and events[-3:] == networks[3:] == networks[:3][::-1] and len(set(networks)) == 3
 
 
 # -- onnxruntime ------------------------------------------------------------------------------------------------

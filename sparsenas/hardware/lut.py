@@ -20,8 +20,8 @@ priced. Profiling traces and times every candidate kernel of every sparse layer 
 
 Calibration (our addition to nn-Meter, for Python-dispatched tiny networks): isolated kernels miss the
 per-module-call Python time and cache effects of the whole forward pass, so `profile` also measures
-`calibration` whole networks (MeasuredLatency, each in two passes, the lower: robust to a burst of
-interference longer than one network's repeats) and fits, by non-negative least squares on relative errors,
+`calibration` whole networks (MeasuredLatency, in two passes bracketing the kernels' profiling, each network
+the lower of its two timings) and fits, by non-negative least squares on relative errors,
   latency = a · Σ kernels + b · module calls + c.
 `calibration: 0` keeps the pure sum (a = 1, b = c = 0). The table is a JSON file in the cache directory
 (`default_cache_dir()`), named after a hash of everything it depends on (space options, input shape, target,
@@ -333,12 +333,11 @@ def profile_module(table: LatencyTable, model: nn.Module, input_shape, target: T
     return timings
 
 
-def _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log) -> list:
+def _profile_kernels(space, target, io, table, archs, warmup, repeats, log) -> list:
     timings = []
-    for i in range(archs):
-        model = build_model(space, space.sample(rng), io)
-        timings += profile_module(table, model, io.input_shape, target, warmup, repeats)
-        log(f"profiled arch {i + 1}/{archs}: {len(table.kernels)} kernels in the table")
+    for i, arch in enumerate(archs):
+        timings += profile_module(table, build_model(space, arch, io), io.input_shape, target, warmup, repeats)
+        log(f"profiled arch {i + 1}/{len(archs)}: {len(table.kernels)} kernels in the table")
     return timings
 
 
@@ -346,21 +345,26 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
             seed: int = 0, warmup: int = 3, repeats: int = 15, log=print) -> LatencyTable:
     """Measure the kernels of `archs` sampled architectures (and calibrate on `calibration` more, timed whole).
     Every time is robust (`ops.timing.robust_ms`: the kernels of one arch interleaved, a low quantile, warm-up
-    until stable, repeats adapted to the noise); the table's meta["noise"] is its noise floor (`noise_floor`)."""
+    until stable, repeats adapted to the noise); the table's meta["noise"] is its noise floor (`noise_floor`).
+    The calibration networks are timed in two passes, one before the kernels and one (reversed) after, and
+    each keeps the lower: the fit then holds for the quietest state of the machine over the whole profile (a
+    busy spell of a few seconds or minutes moves neither), as the kernels' low quantile does."""
     from scipy.optimize import nnls
 
     target.require_device()
     rng = np.random.default_rng(seed)
     table = LatencyTable(table_meta(space, target, io), {})
+    profiled = [space.sample(rng) for _ in range(archs)]
+    calibrating = [space.sample(rng) for _ in range(calibration)]
+    measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
+    before = [measured.timing(arch) for arch in calibrating]
     with threads(target.threads):
-        kernels = _profile_kernels(space, target, io, table, archs, rng, warmup, repeats, log)
-    networks = []
+        kernels = _profile_kernels(space, target, io, table, profiled, warmup, repeats, log)
+    after = [measured.timing(arch) for arch in calibrating[::-1]][::-1]
+    networks = [lowest(ts) for ts in zip(before, after)]
     if calibration:
-        measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
         lut = LutLatency(space, target, io, table)
-        archs = [space.sample(rng) for _ in range(calibration)]
-        rows = [[b.kernel_sum, b.module_calls, 1.0] for b in map(lut.breakdown, archs)]
-        networks = [lowest(ts) for ts in measured.timings(archs, passes=2)]
+        rows = [[b.kernel_sum, b.module_calls, 1.0] for b in map(lut.breakdown, calibrating)]
         y = np.array([t.ms for t in networks])  # fitted on relative errors (the ±10% criterion): rows / latency
         coef, _ = nnls(np.array(rows) / y[:, None], np.ones_like(y))
         table.calibration = tuple(float(v) for v in coef)

@@ -55,16 +55,15 @@ class MeasuredLatency(LatencyPredictor):
             return robust_ms([run], self.target.device, self.warmup, self.repeats)[0]
 
     def timings(self, archs: list[Arch], passes: int = 2) -> list[list[Timing]]:
-        """Each arch's robust timing in each of `passes` passes over `archs` (in order, then reversed, ...),
-        its module built once: per arch, its `passes` Timings. A burst of interference lasting seconds hits
-        one arch's repeats in one pass only, so the lower of its timings (`lowest`) is the quiet machine's."""
-        x = example_input(self.io, self.target)
-        runs = [RUNTIMES.get(self.runtime)(self.module(arch)[0], x, self.target) for arch in archs]
+        """Each arch's robust timing (`timing`) in each of `passes` passes over `archs` (in order, then
+        reversed, ...): per arch, its `passes` Timings. A busy spell of seconds hits one arch's repeats in one
+        pass only, so the lower of its timings (`lowest`) is the quiet machine's. Each network is built, timed
+        and freed in turn: other networks kept in memory slow it (200 dass networks made one ~8% slower here,
+        garbage collection on or off), and a deployed network runs alone."""
         out: list[list[Timing]] = [[] for _ in archs]
-        with threads(self.target.threads):
-            for p in range(passes):
-                for i in (range(len(archs)) if p % 2 == 0 else reversed(range(len(archs)))):
-                    out[i] += robust_ms([runs[i]], self.target.device, self.warmup, self.repeats)
+        for p in range(passes):
+            for i in (range(len(archs)) if p % 2 == 0 else reversed(range(len(archs)))):
+                out[i].append(self.timing(archs[i]))
         return out
 
     def predict(self, arch: Arch) -> float:
