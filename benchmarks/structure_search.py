@@ -66,6 +66,7 @@ from sparsenas.rundir import RunDir
 from sparsenas.space import Arch
 from sparsenas.spaces.dass import DassSpace
 
+SPARSE_KERNELS = ("csr", "direct", "bsr", "nm")  # the planner's kernels that compute with the sparsity
 RUNS = {"unstructured": ["unstructured"], "structures": ["unstructured", "channel"]}
 OBJECTIVE = {"maximize": ["val_acc"], "minimize": ["latency_ms"]}
 DIGITS = ModelIO((1, 8, 8), 10)  # sklearn's digits: 1×8×8, 10 classes (the lut refuses a table of other shapes)
@@ -116,7 +117,7 @@ def export_and_time(args, run_dir: Path, trial: int) -> dict:
     timing = robust_ms([lambda: module(x)], warmup=5, repeats=20)[0]
     plan = info["plan"].values()
     return {"export_ms": timing.ms, "export_noise": timing.noise, "export_val_acc": info["metrics"]["val_acc"],
-            "csr_layers": sum(e["action"] == "csr" for e in plan),
+            "csr_layers": sum(e["action"] in SPARSE_KERNELS for e in plan),
             "trimmed_layers": sum("kept_out" in e and len(e["kept_out"]) < e["shape"][0] for e in plan if "shape" in e)}
 
 
@@ -224,7 +225,7 @@ def report(args, rows: list[dict], table: list[dict], summary: dict, minutes: fl
     """The RESULTS.md section: per-seed scores, what the structures cost and gain, and the verdicts."""
     t1 = markdown_table(
         ["seed", "search", "trials", "front", "HV (measured)", "HV (predicted)", "best val_acc", "fastest front ms",
-         "front within ±10%", "channel cells on front", "CSR / trimmed layers per front arch"],
+         "front within ±10%", "channel cells on front", "sparse-kernel / trimmed layers per front arch"],
         [[s["seed"], s["run"], s["trials"], s["front"], f"{s['hv']:.3f}", f"{s['hv_predicted']:.3f}",
           f"{s['best_val']:.3f}", f"{s['fastest_ms']:.2f}", f"{s['within10']}/{s['front']}", s["channel_cells"],
           f"{s['csr_layers']:.1f} / {s['trimmed_layers']:.1f}"]
@@ -255,8 +256,9 @@ def report(args, rows: list[dict], table: list[dict], summary: dict, minutes: fl
         f"`space.structures: [unstructured, channel]`, `unstructured` = `[unstructured]`. Each front arch exported "
         f"(`export_run`: retrained, planned at the target, saved, loaded back) and timed (10% quantile); reference "
         f"point per seed: val_acc 0, the largest measured latency of either search's trials. {minutes:.1f} min; "
-        f"load average at the end {', '.join(map(str, load))}. CSR / trimmed layers: sparse layers export ran as CSR "
-        f"/ whose output channels it removed.",
+        f"load average at the end {', '.join(map(str, load))}. sparse-kernel / trimmed layers: sparse layers "
+        f"export ran with a sparse kernel (CSR, the direct numba 1×1 conv, BSR, N:M) / whose output channels it "
+        f"removed.",
         t1,
         f"HV(structures) / HV(unstructured) per seed: {', '.join(f'{v:.2f}' for v in hv)} (mean "
         f"**{summary['hv_ratio']:.2f}**; with the lut's predicted latencies: "
