@@ -11,8 +11,8 @@ them). Each
 sparse net is exported *for its target* — the planner times its candidates at that batch and thread count —
 and timed against the dense twin, interleaved (`ops.timing.robust_ms`: 10% quantile), at batch 1 and 64,
 1 and 2 threads. The speedup is over the dense twin *exported the same way* (`to_deployable` of the dense
-twin: its pooling layers get the planner's channels-last kernel where faster, as the sparse nets' do — that
-kernel is not sparse, so it must not count as a sparse speedup); the speedup over the plain dense twin (the
+twin: its pooling layers get the planner's channels-last kernel where faster and its BNs are folded into their
+convs, as the sparse nets' are — neither is sparse, so neither may count as a sparse speedup); the speedup over the plain dense twin (the
 module as built, as measured before the layout kernel existed) is shown too, and so is the one over the dense
 twin run wholly channels-last (`memory_format=torch.channels_last`, model and input: oneDNN's faster layout for
 dense convs and pooling; a stronger dense baseline that export does not produce). Linear part (as before): a

@@ -109,12 +109,12 @@ def test_mobilenet_block_shrinks_expand_depthwise_and_project():
     dep, plan = to_deployable(model, torch.randn(2, 3, 10, 10))
     expand, dw, project = dep.block[0], dep.block[3], dep.block[6]
     project = project.inner if isinstance(project, StaticMap) else project
-    assert expand.out_channels == 32 and dep.block[1].num_features == 32
+    assert expand.out_channels == 32 and len(plan["block.1"]["kept_out"]) == 32  # the BN sliced (then folded)
     # the depthwise conv's own empty filters go too: it gathers the live ones from the 32 expanded channels
     kept_filters = set(plan["block.0"]["kept_out"]) & set(
         model.block[3].mask().flatten(1).amax(1).nonzero().flatten().tolist())
     assert isinstance(dw, GatherDepthwise) and dw.conv.groups == dw.conv.out_channels == len(kept_filters) < 32
-    assert project.in_channels == dep.block[4].num_features == len(kept_filters)
+    assert project.in_channels == len(plan["block.4"]["kept_out"]) == len(kept_filters)
 
 
 def test_removed_channels_with_constant_values_are_folded_into_the_consumer():

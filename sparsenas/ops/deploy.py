@@ -9,11 +9,13 @@
    Needs `example` (a torch.fx trace and one forward pass); where the model cannot be traced, or the trimmed
    model does not reproduce the masked one on `example`, channel masks fall back to `ChannelSlice` (a
    smaller producer scattered back to full width) and the plan says why;
-3. the planner (`planner`) picks each former sparse layer's kernel — dense, csr (linear, 1×1 conv), bsr, nm
+3. every eval-mode BatchNorm2d that alone reads a conv's output is folded into it (`bn_fold`; the conv's
+   entry has fold: the BN, a plain conv's entry action "dense") — a dense model deployed gets it too;
+4. the planner (`planner`) picks each former sparse layer's kernel — dense, csr (linear, 1×1 conv), bsr, nm
    (2:4, CUDA cc ≥ 8.0) — by timing the candidates on the layer's real input (`csr`: auto = timed, always =
    CSR wherever it exists, never = untimed: 2:4 where it exists, else dense). Without `example` nothing is
    timed either;
-4. layout kernels (`planner.LAYOUT_KERNELS`: pooling on a channels-last copy) for every module they exist for,
+5. layout kernels (`planner.LAYOUT_KERNELS`: pooling on a channels-last copy) for every module they exist for,
    chosen the same way (timed, `csr` auto only): not sparse kernels — they speed a dense model as much.
 The plan: {module: entry}; a former sparse layer's entry has mask, shape, sparsity, action (the kernel),
 times_ms and note when timed, and kept_in / kept_out (channel indices) and static ("bias" | "map") when its
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .bn_fold import apply_folds, fold_batchnorms
 from .channel_graph import plan_removal
 from .channel_removal import StaticMap, apply_entries, remove_channels, replace_module
 from .planner import KERNELS, LAYOUT_KERNELS, candidates, choose, fits_2_4, price, semi_structured_ok
@@ -166,6 +169,7 @@ def to_deployable(model: nn.Module, example: torch.Tensor | None = None, csr: st
     sliced, why = {}, "no example input to trace"
     if example is not None:
         model, sliced, why = _trim(model, example)
+    folded = fold_batchnorms(model)
     inputs = _inputs(model, list(sparse), example) if example is not None and csr != "always" else {}
     for name, layer in sparse.items():
         entry = entries[name]
@@ -182,6 +186,8 @@ def to_deployable(model: nn.Module, example: torch.Tensor | None = None, csr: st
         if kernel != "dense":
             model = _swap_kernel(model, name, kernel)
     entries.update({n: {"action": "slice", **e} for n, e in sliced.items()})
+    for conv, bn in folded.items():
+        entries.setdefault(conv, {"action": "dense"})["fold"] = bn
     if example is not None and csr == "auto":
         model, layout = _layout(model, example, device, pricer)
         entries.update(layout)
@@ -194,6 +200,7 @@ def _rebuild(model: nn.Module, sparse: dict[str, SparseMixin], plan: dict[str, d
         action = plan.get(name, {}).get("action", "dense")
         model = replace_module(model, name, _channel_slice(layer) if action == "channel" else _plain(layer))
     apply_entries(model, {n: e for n, e in plan.items() if "kept_in" in e})
+    apply_folds(model, plan)
     for name in sparse:
         action = plan.get(name, {}).get("action", "dense")
         if action not in ("dense", "channel"):
