@@ -192,7 +192,7 @@ class LatencyTable:
 class LutLatency(LatencyPredictor):
     """Σ kernel latencies from a profiled `LatencyTable` (see the module docstring)."""
 
-    version = "3"  # 3: plans through the deploy planner (every candidate kernel, e.g. CSR 1×1 convs)
+    version = "4"  # 3: plans through the deploy planner; 4: BN folded, channel masks aligned per group (as export)
     runtimes = ("torch",)
 
     def __init__(self, space: SearchSpace, target: Target, io: ModelIO, table: LatencyTable):
