@@ -143,11 +143,12 @@ def paired_power(sd_diff: float, effect: float, n: int, alpha: float = ALPHA, eq
     if sd_diff <= 0:
         return 1.0
     df, delta = n - 1, effect / (sd_diff / math.sqrt(n))
+    # upper tails only (P(T_δ ≤ c) = P(T_−δ ≥ −c)): scipy's nct.cdf returns nan far in the tail (δ ≈ 17, df 14)
     if equivalence:
         crit = stats.t.ppf(1 - alpha, df)
-        return max(0.0, float(1 - 2 * stats.nct.cdf(crit, df, delta)))
+        return max(0.0, float(1 - 2 * stats.nct.sf(-crit, df, -delta)))
     crit = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(crit, df, delta) + stats.nct.cdf(-crit, df, delta))
+    return float(stats.nct.sf(crit, df, delta) + stats.nct.sf(crit, df, -delta))
 
 
 def seeds_for_power(sd_diff: float, effect: float, power: float = 0.8, alpha: float = ALPHA,

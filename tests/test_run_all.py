@@ -83,6 +83,8 @@ def test_power_tost_and_verdicts_of_the_primary_comparison():
     import report
 
     assert report.paired_power(1.0, 1.0, 10) == pytest.approx(0.8031, abs=0.002)
+    assert report.paired_power(0.0022958, 0.01, 15) == pytest.approx(1.0)  # scipy's nct.cdf gave nan here (TAS)
+    assert report.paired_power(0.0022958, 0.01, 15, equivalence=True) == pytest.approx(1.0)
     assert report.seeds_for_power(1.0, 1.0) == 10 and report.seeds_for_power(1.0, 0.5) == 34
     assert report.paired_power(1.0, 1.0, 30, equivalence=True) < report.paired_power(1.0, 1.0, 60, equivalence=True)
     base = [0.90 + 0.01 * i for i in range(12)]
