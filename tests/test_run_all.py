@@ -5,11 +5,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import run_all  # noqa: E402
+import run_all
 
 
 @pytest.mark.parametrize("experiment", run_all.EXPERIMENTS, ids=lambda e: e.name)
@@ -71,8 +70,9 @@ def test_layerwise_search_runs_with_tiny_settings(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
     summary = record["summary"]
-    for key in ("gain_90_pts", "p_90", "gain_latency_pts", "p_latency"):
+    for key in ("gain_90_pts", "p_90", "gain_latency_pts", "p_latency", "primary_delta_pts", "primary_p"):
         assert key in summary
+    assert "**Primary comparison** (pre-registered): tpe − ERK" in record["markdown"]
     assert all(r["measured_sparsity"] == pytest.approx(0.9, abs=0.01) for r in record["rows"] if "table" not in r)
     assert "RESULT gain_90_pts=" in proc.stdout
     assert ("not measured" in record["markdown"]) == math.isnan(summary["gain_latency_pts"])
@@ -137,3 +137,12 @@ def test_random_pruning_erk_tiny_reports_the_primary_and_dense_convergence(tmp_p
     assert dense and all(len(r["curve"]) == 3 for r in dense)
     assert "dense_last2_gain_c4" in record["summary"] and "primary_power" in record["summary"]
     assert "Dense convergence" in record["markdown"] and "**Verdict: " in record["markdown"]
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "nb201" / "nb201_cifar.csv").exists(), reason="no NB201")
+def test_nb201_strategies_tiny_reports_the_pre_registered_primary(tmp_path):
+    record = _tiny("nb201_strategies.py", ["--datasets", "cifar10", "--strategies", "random,evolution,opgfn",
+                                           "--seeds", "3", "--budgets", "100", "--workers", "1", "--option",
+                                           "opgfn.train_steps_init=20", "--option", "opgfn.train_steps=5"], tmp_path)
+    assert {"primary_delta", "primary_p", "primary_power", "primary_reproduced"} <= set(record["summary"])
+    assert "**Primary comparison** (pre-registered): opgfn − evolution" in record["markdown"]
