@@ -144,12 +144,19 @@ def scheduler_options(args, name: str) -> dict:
     return {"name": name, "grace_period": args.grace} if name == "median" else {"name": name}
 
 
+def train_options(args, arm: str) -> dict:
+    """The arm's learning rate and warm-up (the model arm has its own flags)."""
+    if arm == "model":
+        return {"lr": args.model_lr, "warmup_epochs": args.model_warmup}
+    return {"lr": args.lr, "warmup_epochs": args.warmup}
+
+
 def config(args, arm: str, strategy: str, seed: int, scheduler: str, multi: bool, budget: int) -> dict:
     return resolve([{
         "space": {"name": arm, **space_options(args, arm)},
         "strategy": {"name": strategy, **({"n_startup_trials": args.startup} if strategy == "tpe" else {})},
         "data": {"name": "npz", "path": args.npz[arm], "downsample": 2, "normalize": "dataset"},
-        "train": {"epochs": args.epochs, "batch_size": 64, "lr": args.lr[arm], "warmup_epochs": args.warmup[arm]},
+        "train": {"epochs": args.epochs, "batch_size": 64, **train_options(args, arm)},
         "search": {"budget": budget, "seed": seed},
         "objective": MO if multi else {"maximize": ["val_acc"]},
         "scheduler": scheduler_options(args, scheduler),
@@ -428,7 +435,6 @@ def main() -> None:
     if args.horizon < max(TARGET.values()):
         raise SystemExit(f"--horizon must be >= {max(TARGET.values())} (the two-objective budget)")
     folder = Path(tempfile.mkdtemp(prefix="early_stopping_"))
-    args.lr, args.warmup = {"dass": args.lr, "model": args.model_lr}, {"dass": args.warmup, "model": args.model_warmup}
     args.npz = {"dass": write_npz(args, folder, args.limit), "model": write_npz(args, folder, args.model_limit)}
     start = time.perf_counter()
     arms = [tuple(a.split(":")) for a in args.arms.split(",") if a]
@@ -441,8 +447,8 @@ def main() -> None:
     markdown = (f"MNIST 14×14: the first {args.limit:,} training images (model arm: {args.model_limit:,}), 5,000 "
                 f"validation images (a point is 50), 10,000 test images. dass C={args.C}, 3 cells; model: `lenet` "
                 f"(4 layers searched, target sparsity {args.model_sparsity}). No-stopping searches: {args.budget} "
-                f"trials × {args.epochs} epochs, SGD lr {args.lr['dass']:g} with {args.warmup['dass']:g} warm-up "
-                f"epochs (model arm: {args.lr['model']:g}, {args.warmup['model']:g}), then cosine; "
+                f"trials × {args.epochs} epochs, SGD lr {args.lr:g} with {args.warmup:g} warm-up "
+                f"epochs (model arm: {args.model_lr:g}, {args.model_warmup:g}), then cosine; "
                 f"scheduled searches: more trials, cut at the budget (a fraction of the same strategy and seed's "
                 f"no-stopping epochs; they ran to {args.horizon:.0%}); asha/hyperband grace {args.grace}, "
                 f"reduction factor {args.eta:g}, max_epochs {args.epochs}; median grace {args.grace}; tpe with "

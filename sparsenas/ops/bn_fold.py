@@ -15,12 +15,8 @@ from collections import Counter
 import torch
 from torch import fx, nn
 
+from .channel_graph import LeafTracer
 from .channel_removal import GatherDepthwise, StaticMap, replace_module
-
-
-class _Tracer(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (StaticMap, GatherDepthwise)) or super().is_leaf_module(m, qualname)
 
 
 def _conv(m: nn.Module) -> nn.Conv2d | None:
@@ -31,7 +27,7 @@ def _conv(m: nn.Module) -> nn.Conv2d | None:
 def foldable(model: nn.Module) -> dict[str, str]:
     """{BN: the conv it folds into} for every eval-mode BatchNorm2d with running statistics whose input is the
     output of a conv (called once) that nothing else reads (raises whatever torch.fx raises)."""
-    graph = _Tracer().trace(model)
+    graph = LeafTracer((StaticMap, GatherDepthwise)).trace(model)
     modules = dict(model.named_modules())
     calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
     pairs = {}

@@ -59,12 +59,16 @@ class Removal:
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class _Tracer(fx.Tracer):
-    """torch.fx's tracer with the sparse layers (SparseConv2d / SparseLinear) as leaves, like the torch.nn layers
-    they extend: a masked model is analysed as its baked form would be."""
+class LeafTracer(fx.Tracer):
+    """torch.fx's tracer that keeps instances of `leaves` whole, like the torch.nn layers: here the sparse layers
+    (SparseConv2d / SparseLinear), so that a masked model is analysed as its baked form would be."""
+
+    def __init__(self, leaves: tuple[type, ...] = (SparseMixin,)):
+        super().__init__()
+        self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, SparseMixin) or super().is_leaf_module(m, qualname)
+        return isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
 
 
 def _weight(module: nn.Module) -> torch.Tensor:
@@ -294,7 +298,7 @@ def _gathering_graph(nodes, rules: dict[str, str], live: dict, values: dict) -> 
 
 def _analyse(model: nn.Module, example: torch.Tensor) -> tuple[_Graph, dict[str, nn.Module]]:
     """The grouped graph of the eval-mode `model` traced on `example`, and its modules by name."""
-    gm = fx.GraphModule(model, _Tracer().trace(model))
+    gm = fx.GraphModule(model, LeafTracer().trace(model))
     recorder = _Recorder(gm)
     recorder.run(example[:1])
     values, modules = recorder.values, dict(gm.named_modules())
