@@ -9,7 +9,7 @@ rows, summary, markdown section and figures (benchmarks/report.py). Records, log
 docs/results/; RESULTS.md is assembled from them only, so every number in it comes from a script's output.
 Training experiments use one torch thread and one process each and run `--jobs` at a time; timing experiments (latency,
 sparse speed, structure search) run alone, after the others, so that nothing else competes for the CPU while they
-measure. The `minutes` estimates add up to ~230 min of training experiments (two at a time) and ~77 min of timing ones.
+measure. The `minutes` estimates add up to ~240 min of training experiments (two at a time) and ~77 min of timing ones.
 """
 from __future__ import annotations
 
@@ -63,6 +63,8 @@ EXPERIMENTS = (
                "early_stopping.py", ("--jobs", "2"), minutes=35),
     Experiment("structure_search", "Sparsity structure as a search dimension (latency-aware, exported)",
                "structure_search.py", minutes=25, timing=True),
+    Experiment("dass_default", "The default differentiable DASS run vs the default random search",
+               "dass_default.py", minutes=10),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 

@@ -146,3 +146,13 @@ def test_nb201_strategies_tiny_reports_the_pre_registered_primary(tmp_path):
                                            "opgfn.train_steps_init=20", "--option", "opgfn.train_steps=5"], tmp_path)
     assert {"primary_delta", "primary_p", "primary_power", "primary_reproduced"} <= set(record["summary"])
     assert "**Primary comparison** (pre-registered): opgfn − evolution" in record["markdown"]
+
+
+def test_dass_default_tiny_compares_the_two_default_commands_at_one_sparsity(tmp_path):
+    record = _tiny("dass_default.py", ["--quick", "--seeds", "2"], tmp_path)
+    rows = record["rows"]
+    assert sorted((r["seed"], r["method"]) for r in rows) == [(s, m) for s in (0, 1) for m in ("differentiable",
+                                                                                                 "random")]
+    assert all(r["sparsity"] == pytest.approx(0.9, abs=0.01) for r in rows)  # both at the derived net's sparsity
+    assert [r["trials"] for r in rows if r["method"] == "differentiable"] == [1, 1]
+    assert {"gap_val_pts", "gap_val_lower95_pts", "within_2_pts", "differentiable_s"} <= set(record["summary"])
