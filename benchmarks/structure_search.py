@@ -131,7 +131,7 @@ def time_exported(args, folder: str) -> float:
 def time_fronts(args, rows: list[dict]) -> None:
     """Time every front arch's exported model in two passes (in order, then reversed; each pass loads it anew) and
     keep the lower, as the lut's calibration and latency_accuracy.py do: one load of a batch-64 network can run up
-    to ~1.4× slower than another load of the same network (memory placement; the noise floor of one timing is
+    to ~1.4× slower than another load of the same network (cause not isolated; the noise floor of one timing is
     ~1%), so a single timing is not the network's latency."""
     front = [r for r in rows if r["front"]]
     for order in (front, front[::-1]):

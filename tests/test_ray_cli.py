@@ -179,6 +179,19 @@ def readme_commands():
     return [line for line in block.splitlines() if line.strip()]
 
 
+def wait_for_nodes(address: str, n: int, env: dict, timeout: float = 90) -> None:
+    """Until `ray status` lists n active nodes: `ray start` of a worker node returns before the node has
+    registered, and on a loaded machine the search could otherwise start on the head alone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run([str(BIN / "ray"), "status", "--address", address], env=env, capture_output=True,
+                             text=True, timeout=60).stdout
+        if out.partition("Active:")[2].partition("Pending:")[0].count("node_") >= n:
+            return
+        assert time.monotonic() < deadline, f"fewer than {n} active Ray nodes after {timeout} s:\n{out[-2000:]}"
+        time.sleep(1)
+
+
 def test_readme_scale_out_commands(tmp_path):
     """The recipe word for word (but its machine-wide `ray stop`: the test stops the sessions it started),
     with HOME in tmp_path so that the token it generates is the test's own."""
@@ -200,6 +213,7 @@ def test_readme_scale_out_commands(tmp_path):
             out = p.communicate(timeout=120)[0]
             assert p.returncode == 0, out[-2000:]
         assert stat.S_IMODE((home / ".ray" / "auth_token").stat().st_mode) == 0o600
+        wait_for_nodes(f"127.0.0.2:{port}", 2, env)  # as a user would: the search once both nodes are up
         gcs = listening(session_pids(sids))
         assert any(p == int(port) and not loopback(a) for _, a, p in gcs)  # a cluster's GCS: every interface
         tail = f"--runs-dir runs --quiet {' '.join(FAST[:-1])}"
