@@ -1,5 +1,9 @@
 """Robust timing (ops.timing.robust_ms) on a fake clock, the noise floor of a profile, and the onnxruntime runtime
 of `measured` (zero-product folding: dead branches cost nothing). No wall-clock time is asserted."""
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from torch import nn
@@ -95,6 +99,29 @@ def test_realtime_priority_is_taken_only_for_one_thread_and_given_back(monkeypat
         assert not granted
     with threads(1):
         assert not any(t.realtime for t in timing.robust_ms([lambda: None], repeats=2, realtime=True))
+
+
+FAULTS = """
+import resource, sys, torch
+from sparsenas.ops import timing
+if sys.argv[1] == "glibc-default":
+    timing.steady_allocator = lambda: False
+def work():  # 30 MiB in 100 KiB blocks, each under glibc's mmap threshold, all freed at the heap's top
+    blocks = [torch.ones(25_600) for _ in range(300)]
+timing.robust_ms([work], repeats=4)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+timing.robust_ms([work], repeats=8)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_timing_holds_the_allocator_steady_so_freed_activations_are_not_page_faulted_in_again():
+    """A fresh process, as `sparsenas export` or a lut profile runs: glibc trims the freed blocks and faults them
+    in again on every call (~100,000 minor faults here) unless the allocator is held steady."""
+    faults = {mode: int(subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True,
+                                       check=True).stdout) for mode in ("steady", "glibc-default")}
+    assert faults["steady"] < 2_000 < 20_000 < faults["glibc-default"]
 
 
 def test_profile_records_its_noise_floor_and_the_cli_prints_it(tmp_path, capsys):

@@ -192,7 +192,8 @@ class LatencyTable:
 class LutLatency(LatencyPredictor):
     """Σ kernel latencies from a profiled `LatencyTable` (see the module docstring)."""
 
-    version = "4"  # 3: plans through the deploy planner; 4: BN folded, channel masks aligned per group (as export)
+    version = "5"  # 3: plans through the deploy planner; 4: BN folded, channel masks aligned per group (as export);
+    # 5: timed with the allocator steady (`ops.timing.steady_allocator`)
     runtimes = ("torch",)
 
     def __init__(self, space: SearchSpace, target: Target, io: ModelIO, table: LatencyTable):

@@ -22,7 +22,8 @@ class MeasuredLatency(LatencyPredictor):
     the latency of the deployed module; runtime `onnxruntime` runs it dense through ONNX Runtime (see
     `runtimes`). The input is random (latency does not depend on its values)."""
 
-    version = "3"  # 3: BN folded into convs and channel masks aligned per group, as export now deploys
+    version = "4"  # 3: BN folded into convs and channel masks aligned per group, as export now deploys; 4: timed
+    # with the allocator steady (`ops.timing.steady_allocator`)
     runtimes = ("torch", "onnxruntime")
 
     def __init__(self, space: SearchSpace, target: Target, io: ModelIO, warmup: int = 5, repeats: int = 20,
