@@ -86,7 +86,7 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
     sched = torch.optim.lr_scheduler.LambdaLR(opt, with_warmup(sparse.lr_factor, warmup))  # cosine; IMP restarts
     step_index = 0
     start = time.perf_counter()
-    loss_value = math.nan
+    loss_value, val_acc = math.nan, None
     for epoch in range(cfg["epochs"]):
         model.train()
         order = torch.randperm(len(y), generator=generator)
@@ -113,9 +113,10 @@ def train_and_evaluate(model: nn.Module, data: Splits, cfg: dict, seed: int, dev
             if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
                 raise TrialError(f"trial exceeded its time limit of {time_limit_s:g} s")
         if on_epoch is not None:
-            on_epoch(epoch, {"train_loss": loss_value, "val_acc": accuracy(model, *data.val, device)})
+            val_acc = accuracy(model, *data.val, device)
+            on_epoch(epoch, {"train_loss": loss_value, "val_acc": val_acc})
     return {
-        "val_acc": accuracy(model, *data.val, device),
+        "val_acc": accuracy(model, *data.val, device) if val_acc is None else val_acc,  # the last epoch's
         "test_acc": accuracy(model, *data.test, device),
         "train_loss": loss_value,
         "train_time_s": time.perf_counter() - start,

@@ -106,3 +106,40 @@ def test_planner_keeps_dense_unless_faster_by_a_margin_above_the_noise(fake_timi
     table = LatencyTable({"space": "-"}, {})
     profile_module(table, layer, (256,), target, warmup=0, repeats=1)
     assert LutLatency(None, target, ModelIO((256,), 0), table).module_breakdown(layer, (256,)).plan == {"": kernel}
+
+
+def test_a_trial_records_the_latency_of_its_trained_network_as_export_deploys_it(tmp_path, fake_timing, monkeypatch):
+    """`latency_ms` is predicted for the arch before training (constraints, early stopping) and again for the
+    trained network: a learned mask that emptied whole filters makes export remove them, so the trained net is
+    faster than the arch's seed-0 masks (structure_search's fronts ran 11-18% faster than the arch's price)."""
+    from sparsenas.evaluation import TrialTask, run_trial
+    from sparsenas.hardware.lut import table_path
+    from sparsenas.ops import SparseConv2d
+    from sparsenas.search import Search
+    from sparsenas.spaces import trained as trained_space
+
+    fake_timing(0.01)
+    space, arch, run, io = _run(tmp_path)
+    table = profile(space, Target(), io, archs=1, calibration=0, warmup=0, repeats=1, log=lambda *_: None)
+    table.save(table_path(space, Target(), io, tmp_path / "cache"))
+    config = resolve([{"space": {"name": "dass", "C": 16, "layers": 1, "stem_multiplier": 1, "mask": "random",
+                                 "keep_ratios": [0.1, 0.3]}, "strategy": {"name": "random"}, "train": {"epochs": 1},
+                       "data": {"limit": 64}, "latency": {"predictor": "lut", "cache_dir": str(tmp_path / "cache")}}])
+    search, models = Search(config, None), []
+
+    def train_emptying_filters(model, *args, **kwargs):  # a training whose masks emptied half of each conv's filters
+        for m in model.modules():
+            if isinstance(m, SparseConv2d) and not m.dense:
+                mask = m.mask().clone()
+                mask[: m.out_channels // 2] = 0
+                m.set_mask(mask)
+        models.append(model)
+        return {"val_acc": 0.5, "test_acc": 0.5, "train_loss": 0.1, "train_time_s": 0.0}
+
+    monkeypatch.setattr(trained_space, "train_and_evaluate", train_emptying_filters)
+    result = run_trial(search.space, search.objective, search.context, TrialTask(0, arch, 0))
+    assert result.ok, result.error
+    before = search.context.latency.cheap_metrics(arch)["latency_ms"]
+    lut = search.context.latency.predictor
+    assert result.metrics["latency_ms"] == pytest.approx(lut.predict_trained(models[0]))
+    assert result.metrics["latency_ms"] < 0.9 * before

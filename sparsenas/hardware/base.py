@@ -145,6 +145,11 @@ class LatencyPredictor:
     def predict(self, arch: Arch) -> float:
         raise NotImplementedError
 
+    def predict_trained(self, model: nn.Module) -> float | None:
+        """ms of a trained network of the space as export deploys it (its masks as trained: an unstructured mask
+        that emptied whole filters makes smaller layers); None where the predictor prices archs only."""
+        return None
+
 
 PREDICTORS: Registry[type[LatencyPredictor]] = Registry("latency predictor")
 register_predictor = PREDICTORS.register

@@ -192,8 +192,9 @@ class LatencyTable:
 class LutLatency(LatencyPredictor):
     """Σ kernel latencies from a profiled `LatencyTable` (see the module docstring)."""
 
-    version = "5"  # 3: plans through the deploy planner; 4: BN folded, channel masks aligned per group (as export);
-    # 5: timed with the allocator steady (`ops.timing.steady_allocator`)
+    version = "6"  # 3: plans through the deploy planner; 4: BN folded, channel masks aligned per group (as export);
+    # 5: timed with the allocator steady (`ops.timing.steady_allocator`); 6: a trial's latency_ms prices its trained
+    # network (`predict_trained`)
     runtimes = ("torch",)
 
     def __init__(self, space: SearchSpace, target: Target, io: ModelIO, table: LatencyTable):
@@ -232,6 +233,9 @@ class LutLatency(LatencyPredictor):
 
     def predict(self, arch: Arch) -> float:
         return self.breakdown(arch).total
+
+    def predict_trained(self, model: nn.Module) -> float:
+        return self.module_breakdown(model, self.io.input_shape).total
 
 
 def runnable_traces(model: nn.Module, input_shape, target: Target, keep: bool):

@@ -1,6 +1,8 @@
 """`measured`: build the arch's network, convert it to what really runs on the target, and time it."""
 from __future__ import annotations
 
+from torch import nn
+
 from ..errors import ConfigError
 from ..ops.timing import Timing, robust_ms
 from ..space import Arch, SearchSpace
@@ -22,8 +24,8 @@ class MeasuredLatency(LatencyPredictor):
     the latency of the deployed module; runtime `onnxruntime` runs it dense through ONNX Runtime (see
     `runtimes`). The input is random (latency does not depend on its values)."""
 
-    version = "4"  # 3: BN folded into convs and channel masks aligned per group, as export now deploys; 4: timed
-    # with the allocator steady (`ops.timing.steady_allocator`)
+    version = "5"  # 3: BN folded into convs and channel masks aligned per group, as export now deploys; 4: timed
+    # with the allocator steady (`ops.timing.steady_allocator`); 5: a trial's latency_ms times its trained network
     runtimes = ("torch", "onnxruntime")
 
     def __init__(self, space: SearchSpace, target: Target, io: ModelIO, warmup: int = 5, repeats: int = 20,
@@ -40,16 +42,24 @@ class MeasuredLatency(LatencyPredictor):
 
     def module(self, arch: Arch):
         """The runnable module of `arch` on the target (device, dtype) and its export plan."""
+        return self.runnable(build_model(self.space, arch, self.io))
+
+    def runnable(self, model: nn.Module):
+        """The runnable module of a masked network on the target (device, dtype) and its export plan."""
         x = example_input(self.io, self.target)
         csr = "never" if self.runtime == "onnxruntime" else "auto"
         with threads(self.target.threads):
-            model = build_model(self.space, arch, self.io).to(self.target.device)
-            module, plan = runnable(model, self.target, csr=csr, example=x.float())
+            module, plan = runnable(model.to(self.target.device).eval(), self.target, csr=csr, example=x.float())
         return module.to(dtype=DTYPES[self.target.dtype]), plan
 
     def timing(self, arch: Arch) -> Timing:
         """The robust timing of `arch` (estimate, median, spread, noise: see `ops.timing`)."""
-        module, _ = self.module(arch)
+        return self.module_timing(self.module(arch)[0])
+
+    def predict_trained(self, model: nn.Module) -> float:
+        return self.module_timing(self.runnable(model)[0]).ms
+
+    def module_timing(self, module: nn.Module) -> Timing:
         x = example_input(self.io, self.target)
         with threads(self.target.threads):
             run = RUNTIMES.get(self.runtime)(module, x, self.target)

@@ -1,8 +1,10 @@
 """Latency in the objective: the `latency` config section, the predictor it makes, and the metrics it adds.
 
-`latency_ms` is a cheap metric (computed before training), so `objective.constraints.latency_ms: [null, X]`
+`latency_ms` is a cheap metric (predicted for the arch before training), so `objective.constraints.latency_ms: [null, X]`
 records an over-budget arch `infeasible` without training it, and `objective.minimize: [latency_ms]` makes it a
-second objective. As a penalty, `latency.reward_target_ms: T` adds MnasNet's soft-constrained reward
+second objective. After training it is predicted again for the trained network (`trained_metrics`: where the
+predictor prices networks, as lut and measured do), which is what export deploys: learned masks can empty
+whole filters, which export removes. As a penalty, `latency.reward_target_ms: T` adds MnasNet's soft-constrained reward
 `latency_reward = val_acc · (latency_ms / T)^w` (w = `latency.reward_exponent`, MnasNet: −0.07) after training,
 to maximise instead of val_acc.
 """
@@ -48,6 +50,11 @@ class LatencyObjective:
 
     def cheap_metrics(self, arch: Arch) -> dict[str, float]:
         return {"latency_ms": float(self.predictor.predict(arch))}
+
+    def trained_metrics(self, model) -> dict[str, float]:
+        """`latency_ms` of the trained `model` where the predictor prices networks (`predict_trained`)."""
+        ms = self.predictor.predict_trained(model)
+        return {} if ms is None else {"latency_ms": float(ms)}
 
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         if self.target_ms is None or "val_acc" not in metrics or "latency_ms" not in metrics:

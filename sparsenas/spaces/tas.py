@@ -31,7 +31,6 @@ from torch import nn
 
 from ..data import load_data
 from ..errors import ConfigError
-from ..ops import count_model
 from ..schema import Field, count, number, numbers
 from ..space import Arch, Categorical, EvalContext, SuperNet, register_space
 from ..training import resolve_device, train_and_evaluate
@@ -109,7 +108,7 @@ class TasSpace(TrainedSpace, SuperNet):
         metrics = train_and_evaluate(model, data, context.train, seed, device, on_epoch, context.time_limit_s,
                                      teacher=teacher.to(device), kd_alpha=self.options["kd_alpha"],
                                      kd_temperature=self.options["kd_temperature"])
-        return {**metrics, **count_model(model, data.input_shape), **teacher_metrics}
+        return {**metrics, **self.trained_metrics(model, data.input_shape, context), **teacher_metrics}
 
     def teacher(self, context: EvalContext) -> tuple[nn.Module, dict[str, float]]:
         """The unpruned network trained with plain CE (seed 0), once per process and configuration."""

@@ -57,4 +57,11 @@ class TrainedSpace(SearchSpace):
         model = self.build_seeded(arch, seed, context)
         metrics = train_and_evaluate(model, data, context.train, seed, resolve_device(context.device), on_epoch,
                                      context.time_limit_s)
-        return {**metrics, **count_model(model, data.input_shape)}
+        return {**metrics, **self.trained_metrics(model, data.input_shape, context)}
+
+    def trained_metrics(self, model: nn.Module, input_shape, context: EvalContext) -> dict[str, float]:
+        """What the trained network costs: its counts (`count_model`, as trained: a learned mask may empty whole
+        filters) and, with a latency predictor that prices networks, `latency_ms` of it as export deploys it
+        (replacing the prediction for the arch made before training, which had rejected or admitted it)."""
+        counts = count_model(model, input_shape)
+        return counts | (context.latency.trained_metrics(model) if context.latency is not None else {})
