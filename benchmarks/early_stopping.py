@@ -45,7 +45,8 @@ Spearman of epoch-1 / epoch-3 val_acc with the final was 0.51 / -0.17 at lr 0.1 
 -0.14 / -0.06 with one epoch of LR warm-up (`--warmup 1`; mean 0.80) and 0.11 / 0.19 at lr 0.05 (mean 0.72): after
 epoch 1's 24 steps most nets are still at chance (0.107) either way, so the dass arm keeps lr 0.1 without warm-up.
 At batch size 32 (47 steps an epoch, 17% more time) the same archs gave 0.26 / 0.29 (final 0.83-0.92), and 0.60 /
-0.71 with one warm-up epoch: promising, but 8 archs (a Spearman's standard error is ~0.35) and not yet run at scale.
+0.71 with one warm-up epoch (8 archs: a Spearman's standard error is ~0.35). The dass arm trains so (batch 32, one
+warm-up epoch); at batch 64 without warm-up (the first recorded run) asha's gap was +2.25 points.
 
     python benchmarks/early_stopping.py [--seeds 5] [--jobs 2] [--json docs/results/early_stopping.json]
 """
@@ -145,10 +146,10 @@ def scheduler_options(args, name: str) -> dict:
 
 
 def train_options(args, arm: str) -> dict:
-    """The arm's learning rate and warm-up (the model arm has its own flags)."""
+    """The arm's batch size, learning rate and warm-up (the model arm has its own flags)."""
     if arm == "model":
-        return {"lr": args.model_lr, "warmup_epochs": args.model_warmup}
-    return {"lr": args.lr, "warmup_epochs": args.warmup}
+        return {"batch_size": args.model_batch, "lr": args.model_lr, "warmup_epochs": args.model_warmup}
+    return {"batch_size": args.batch, "lr": args.lr, "warmup_epochs": args.warmup}
 
 
 def config(args, arm: str, strategy: str, seed: int, scheduler: str, multi: bool, budget: int) -> dict:
@@ -156,7 +157,7 @@ def config(args, arm: str, strategy: str, seed: int, scheduler: str, multi: bool
         "space": {"name": arm, **space_options(args, arm)},
         "strategy": {"name": strategy, **({"n_startup_trials": args.startup} if strategy == "tpe" else {})},
         "data": {"name": "npz", "path": args.npz[arm], "downsample": 2, "normalize": "dataset"},
-        "train": {"epochs": args.epochs, "batch_size": 64, **train_options(args, arm)},
+        "train": {"epochs": args.epochs, **train_options(args, arm)},
         "search": {"budget": budget, "seed": seed},
         "objective": MO if multi else {"maximize": ["val_acc"]},
         "scheduler": scheduler_options(args, scheduler),
@@ -416,7 +417,9 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=1500, help="MNIST training images of the dass arm")
     p.add_argument("--model-limit", type=int, default=3000, help="MNIST training images of the model arm")
     p.add_argument("--lr", type=float, default=0.1, help="dass arm: train.lr")
-    p.add_argument("--warmup", type=float, default=0, help="dass arm: train.warmup_epochs")
+    p.add_argument("--warmup", type=float, default=1, help="dass arm: train.warmup_epochs")
+    p.add_argument("--batch", type=int, default=32, help="dass arm: train.batch_size")
+    p.add_argument("--model-batch", type=int, default=64, help="model arm: train.batch_size")
     p.add_argument("--model-lr", type=float, default=0.1, help="model arm: train.lr")
     p.add_argument("--model-warmup", type=float, default=0, help="model arm: train.warmup_epochs")
     p.add_argument("--C", type=int, default=4, help="dass channels of the first cell")
@@ -426,7 +429,7 @@ def main() -> None:
                    help="arm:strategy, comma-separated")
     p.add_argument("--data", default=str(MNIST), help="mnist.pkl.gz")
     p.add_argument("--jobs", type=int, default=2, help="processes, each running one arm, strategy and seed at a time")
-    p.add_argument("--minutes", type=float, default=42, help="no unit (arm, strategy, seed) is started that would "
+    p.add_argument("--minutes", type=float, default=50, help="no unit (arm, strategy, seed) is started that would "
                    "end past this, judged by the longest unit of its kind so far")
     add_json_argument(p)
     args = p.parse_args()
@@ -447,8 +450,9 @@ def main() -> None:
     markdown = (f"MNIST 14×14: the first {args.limit:,} training images (model arm: {args.model_limit:,}), 5,000 "
                 f"validation images (a point is 50), 10,000 test images. dass C={args.C}, 3 cells; model: `lenet` "
                 f"(4 layers searched, target sparsity {args.model_sparsity}). No-stopping searches: {args.budget} "
-                f"trials × {args.epochs} epochs, SGD lr {args.lr:g} with {args.warmup:g} warm-up "
-                f"epochs (model arm: {args.model_lr:g}, {args.model_warmup:g}), then cosine; "
+                f"trials × {args.epochs} epochs, batch {args.batch}, SGD lr {args.lr:g} with {args.warmup:g} "
+                f"warm-up epochs (model arm: batch {args.model_batch}, {args.model_lr:g}, {args.model_warmup:g}), "
+                "then cosine; "
                 f"scheduled searches: more trials, cut at the budget (a fraction of the same strategy and seed's "
                 f"no-stopping epochs; they ran to {args.horizon:.0%}); asha/hyperband grace {args.grace}, "
                 f"reduction factor {args.eta:g}, max_epochs {args.epochs}; median grace {args.grace}; tpe with "
