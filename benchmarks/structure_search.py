@@ -25,7 +25,8 @@ Design
   ≥ 5 calls, ≥ 20 rounds, 10% quantile: as the `measured` predictor and the table's calibration time), once in
   each of two passes over all fronts (the second reversed), loaded anew each time; the lower is kept, because one
   load of a batch-64 network ran up to 1.4× slower than another load of the same network here (5 loads of 8
-  archs; one timing's own noise is ~1%). Every trial is also timed by the `measured` predictor (the same
+  archs; one timing's own noise is ~1%) — page faults of glibc's allocator, which `robust_ms` now holds steady
+  (`ops.timing.steady_allocator`); the second pass stays for the spread that remains (up to ~1.17×). Every trial is also timed by the `measured` predictor (the same
   conversion of the arch's untrained seed-0 network; the lower of two builds, `MeasuredLatency.timings`).
 - Scores per seed: one reference point for both searches — val_acc 0 and the largest measured latency of any
   trial of either (exported time for front archs, `measured` for the others); the hypervolume of each front in
@@ -133,8 +134,8 @@ def time_exported(args, folder: str) -> float:
 def time_fronts(args, rows: list[dict]) -> None:
     """Time every front arch's exported model in two passes (in order, then reversed; each pass loads it anew) and
     keep the lower, as the lut's calibration and latency_accuracy.py do: one load of a batch-64 network can run up
-    to ~1.4× slower than another load of the same network (cause not isolated; the noise floor of one timing is
-    ~1%), so a single timing is not the network's latency."""
+    to ~1.4× slower than another load of the same network with glibc's allocator left as it is, ~1.17× with it
+    held steady (the noise floor of one timing is ~1%), so a single timing is not the network's latency."""
     front = [r for r in rows if r["front"]]
     for order in (front, front[::-1]):
         for r in order:
