@@ -26,8 +26,9 @@ Design
   each of two passes over all fronts (the second reversed), loaded anew each time; the lower is kept, because one
   load of a batch-64 network ran up to 1.4× slower than another load of the same network here (5 loads of 8
   archs; one timing's own noise is ~1%) — page faults of glibc's allocator, which `robust_ms` now holds steady
-  (`ops.timing.steady_allocator`); the second pass stays for the spread that remains (up to ~1.17×). Every trial is also timed by the `measured` predictor (the same
-  conversion of the arch's untrained seed-0 network; the lower of two builds, `MeasuredLatency.timings`).
+  (`ops.timing.steady_allocator`); the second pass stays for the spread that remains (up to ~1.17×). Every
+  trial is also timed by the `measured` predictor (the same conversion of the arch's untrained seed-0 network;
+  the lower of two builds, `MeasuredLatency.timings`).
 - Scores per seed: one reference point for both searches — val_acc 0 and the largest measured latency of any
   trial of either (exported time for front archs, `measured` for the others); the hypervolume of each front in
   (val_acc, exported measured latency) (`sparsenas.objective.hypervolume`). `hv_ratio` = mean over seeds of

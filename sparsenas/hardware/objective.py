@@ -1,12 +1,12 @@
 """Latency in the objective: the `latency` config section, the predictor it makes, and the metrics it adds.
 
-`latency_ms` is a cheap metric (predicted for the arch before training), so `objective.constraints.latency_ms: [null, X]`
-records an over-budget arch `infeasible` without training it, and `objective.minimize: [latency_ms]` makes it a
-second objective. After training it is predicted again for the trained network (`trained_metrics`: where the
-predictor prices networks, as lut and measured do), which is what export deploys: learned masks can empty
-whole filters, which export removes. As a penalty, `latency.reward_target_ms: T` adds MnasNet's soft-constrained reward
-`latency_reward = val_acc · (latency_ms / T)^w` (w = `latency.reward_exponent`, MnasNet: −0.07) after training,
-to maximise instead of val_acc.
+`latency_ms` is a cheap metric (predicted for the arch before training), so
+`objective.constraints.latency_ms: [null, X]` records an over-budget arch `infeasible` without training it, and
+`objective.minimize: [latency_ms]` makes it a second objective. After training it is predicted again for the
+trained network (`trained_metrics`, where the predictor prices networks, as lut and measured do), which is what
+export deploys: learned masks can empty whole filters, which export removes. As a penalty,
+`latency.reward_target_ms: T` adds MnasNet's soft-constrained reward `latency_reward = val_acc · (latency_ms /
+T)^w` (w = `latency.reward_exponent`, MnasNet: −0.07) after training, to maximise instead of val_acc.
 """
 from __future__ import annotations
 
