@@ -20,7 +20,6 @@ among its trials; test_acc of both is unbiased.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -29,14 +28,16 @@ import time
 from pathlib import Path
 
 from report import add_json_argument, finish, markdown_table, mean_std, paired_test, tost_paired
+from sparsenas.rundir import RunDir
+from sparsenas.journal import TrialResult
 
 MARGIN = 0.02  # the issue's "within 2 points"
 QUICK = ["--set", "train.epochs=1"]  # --quick: every training 1 epoch (and the supernet phases, QUICK_SUPERNET)
 QUICK_SUPERNET = [f"--set=strategy.options.{phase}_epochs=1" for phase in ("pretrain", "prune", "finetune")]
 
 
-def search(runs: Path, name: str, strategy: str, seed: int, extra: list[str]) -> tuple[list[dict], float]:
-    """One `sparsenas search` run through the CLI: its ok trials' records and its wall seconds."""
+def search(runs: Path, name: str, strategy: str, seed: int, extra: list[str]) -> tuple[list[TrialResult], float]:
+    """One `sparsenas search` run through the CLI: its ok trials and its wall seconds."""
     cmd = [sys.executable, "-m", "sparsenas", "search", "--space", "dass", "--strategy", strategy, "--seed",
            str(seed), "--runs-dir", str(runs), "--name", name, "--quiet", *extra]
     start = time.perf_counter()
@@ -44,14 +45,12 @@ def search(runs: Path, name: str, strategy: str, seed: int, extra: list[str]) ->
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    lines = (runs / name / "trials.jsonl").read_text().splitlines()
-    trials = [json.loads(line) for line in lines if line.strip()]
-    return [t for t in trials if t.get("status") == "ok"], seconds
+    return [r for r in RunDir(runs / name).results() if r.ok], seconds
 
 
-def best(trials: list[dict]) -> dict:
+def best(trials: list[TrialResult]) -> TrialResult:
     """The trial with the highest val_acc (earliest on a tie)."""
-    return max(trials, key=lambda t: (t["metrics"]["val_acc"], -t["trial"]))
+    return max(trials, key=lambda t: (t.metrics["val_acc"], -t.trial))
 
 
 def main() -> int:
@@ -74,29 +73,26 @@ def main() -> int:
                     ("random", "random", ["--set", "space.keep_ratios=[0.1]", *quick,
                                           *(["--budget", "2"] if args.quick else [])])):
                 trials, seconds = search(runs, f"{method}-{seed}", strategy, seed, extra)
-                top = best(trials)
-                m = top["metrics"]
+                m = best(trials).metrics
                 rows.append({"seed": seed, "method": method, "val_acc": m["val_acc"], "test_acc": m["test_acc"],
                              "sparsity": m.get("sparsity"), "trials": len(trials), "seconds": round(seconds, 1)})
                 print(f"{seed:4d} {method:>15} {m['val_acc']:8.4f} {m['test_acc']:8.4f} "
                       f"{m.get('sparsity', float('nan')):8.4f} {len(trials):6d} {seconds:6.1f}", flush=True)
     of = lambda method, key: [r[key] for r in rows if r["method"] == method]  # noqa: E731  (seed order)
+    mean = lambda method, key: mean_std(of(method, key))[0]  # noqa: E731
     test = paired_test(of("differentiable", "val_acc"), of("random", "val_acc"))
     # the one-sided 95% lower confidence bound: the lower end of TOST's 90% two-sided interval
     lower = tost_paired(of("differentiable", "val_acc"), of("random", "val_acc"), MARGIN)["ci90"][0]
     table = []
     for method in ("differentiable", "random"):
         cells = [f"{m:.4f} ± {s:.4f}" for m, s in (mean_std(of(method, k)) for k in ("val_acc", "test_acc"))]
-        table.append([method, *cells, f"{mean_std(of(method, 'sparsity'))[0]:.3f}",
-                      f"{mean_std(of(method, 'trials'))[0]:.0f}", f"{mean_std(of(method, 'seconds'))[0]:.0f}"])
+        table.append([method, *cells, f"{mean(method, 'sparsity'):.3f}", f"{mean(method, 'trials'):.0f}",
+                      f"{mean(method, 'seconds'):.0f}"])
     gap = 100 * test["mean_diff"]
-    summary = {"derived_val": mean_std(of("differentiable", "val_acc"))[0],
-               "random_best_val": mean_std(of("random", "val_acc"))[0],
-               "derived_test": mean_std(of("differentiable", "test_acc"))[0],
-               "random_best_test": mean_std(of("random", "test_acc"))[0],
+    summary = {"derived_val": mean("differentiable", "val_acc"), "random_best_val": mean("random", "val_acc"),
+               "derived_test": mean("differentiable", "test_acc"), "random_best_test": mean("random", "test_acc"),
                "gap_val_pts": gap, "within_2_pts": int(gap >= -100 * MARGIN),
-               "differentiable_s": mean_std(of("differentiable", "seconds"))[0],
-               "random_s": mean_std(of("random", "seconds"))[0],
+               "differentiable_s": mean("differentiable", "seconds"), "random_s": mean("random", "seconds"),
                "gap_val_lower95_pts": 100 * lower, "noninferior_shown": int(lower > -MARGIN),
                "seeds": args.seeds}
     markdown = "\n\n".join([

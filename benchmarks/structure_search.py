@@ -125,6 +125,11 @@ def export_one(args, run_dir: Path, trial: int) -> dict:
             "trimmed_layers": sum("kept_out" in e and len(e["kept_out"]) < e["shape"][0] for e in plan if "shape" in e)}
 
 
+def within10(measured: float, predicted: float) -> bool:
+    """|measured − predicted| ≤ 0.1·predicted."""
+    return abs(measured - predicted) <= 0.1 * predicted
+
+
 def time_exported(args, folder: str) -> float:
     """Load an exported model back (`load_exported`, as a user would) and time it at the target (ms)."""
     module = load_exported(Path(folder))
@@ -143,7 +148,7 @@ def time_fronts(args, rows: list[dict]) -> None:
             r.setdefault("export_passes_ms", []).append(time_exported(args, r["export_dir"]))
     for r in front:
         r["export_ms"] = min(r["export_passes_ms"])
-        r["within10"] = abs(r["export_ms"] - r["predicted_ms"]) <= 0.1 * r["predicted_ms"]
+        r["within10"] = within10(r["export_ms"], r["predicted_ms"])
 
 
 def measure(args, run: str, seed: int, folder: Path) -> list[dict]:
@@ -278,7 +283,7 @@ def report(args, rows: list[dict], table: list[dict], summary: dict, minutes: fl
     hv, hv_pred = ratios(table), ratios(table, "hv_predicted")
     met = lambda ok: "met" if ok else "not met"  # noqa: E731
     front = [r for r in rows if r["front"]]
-    lut_ok = sum(abs(r["measured_ms"] - r["arch_predicted_ms"]) <= 0.1 * r["arch_predicted_ms"] for r in rows)
+    lut_ok = sum(within10(r["measured_ms"], r["arch_predicted_ms"]) for r in rows)
     retrain = max(abs(r["export_val_acc"] - r["val_acc"]) for r in front)
     text = [
         f"dass (C={args.C}, 3 cells) on digits, `tpe` on val_acc ↑ and `lut` latency_ms ↓ (exported, CPU, batch "

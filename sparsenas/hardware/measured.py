@@ -42,9 +42,9 @@ class MeasuredLatency(LatencyPredictor):
 
     def module(self, arch: Arch):
         """The runnable module of `arch` on the target (device, dtype) and its export plan."""
-        return self.runnable(build_model(self.space, arch, self.io))
+        return self.deployable(build_model(self.space, arch, self.io))
 
-    def runnable(self, model: nn.Module):
+    def deployable(self, model: nn.Module):
         """The runnable module of a masked network on the target (device, dtype) and its export plan."""
         x = example_input(self.io, self.target)
         csr = "never" if self.runtime == "onnxruntime" else "auto"
@@ -57,7 +57,7 @@ class MeasuredLatency(LatencyPredictor):
         return self.module_timing(self.module(arch)[0])
 
     def predict_trained(self, model: nn.Module) -> float:
-        return self.module_timing(self.runnable(model)[0]).ms
+        return self.module_timing(self.deployable(model)[0]).ms
 
     def module_timing(self, module: nn.Module) -> Timing:
         x = example_input(self.io, self.target)

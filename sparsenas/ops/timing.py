@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import statistics
 import time
@@ -77,16 +78,18 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
 STEADY_MMAP_BYTES = 32 << 20  # glibc's own ceiling for its dynamic mmap threshold on 64-bit
 
 
+@functools.cache
 def steady_allocator() -> bool:
     """Hold glibc's malloc in the state its dynamic thresholds reach in a long-running process: blocks up to
     32 MiB come from the heap (not fresh, page-faulting mmaps) and up to 64 MiB free at its top is kept rather
-    than returned to the OS. Process-wide and idempotent; True where it applied (glibc), False elsewhere
-    (musl, macOS, Windows: their allocators are left as they are)."""
+    than returned to the OS. Process-wide, so done once per process; True where it applied (glibc), False
+    elsewhere (musl, macOS, Windows: their allocators are left as they are)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (AttributeError, OSError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, STEADY_MMAP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * STEADY_MMAP_BYTES))
+    return bool(mallopt(M_MMAP_THRESHOLD, STEADY_MMAP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD,
+                                                                          2 * STEADY_MMAP_BYTES))
 
 
 @dataclass(frozen=True)
