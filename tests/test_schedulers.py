@@ -21,7 +21,6 @@ from sparsenas.errors import ConfigError
 from sparsenas.objective import Objective
 from sparsenas.schedulers import SCHEDULERS
 from sparsenas.schedulers.asha import AshaScheduler
-from sparsenas.schedulers.base import eps_net
 from sparsenas.search import Search
 from sparsenas.testing import check_scheduler
 
@@ -74,7 +73,7 @@ class StopsOneRungLate(AshaScheduler):
 
 class StopsBetweenMilestones(AshaScheduler):
     def decide(self, trial, epochs, point):
-        return super().decide(trial, epochs, point) or (epochs == 2 and point[0] < 0.45)
+        return super().decide(trial, epochs, point) or (epochs == 2 and point[0] < 0.3)
 
 
 @pytest.mark.parametrize("broken, words", [
@@ -171,19 +170,16 @@ def test_without_a_scheduler_every_trial_trains_to_the_end(tmp_path):
     assert all("stopped_early" not in r.metrics and "epochs" not in r.metrics for r in recs)
 
 
-def test_local_multi_objective_stopping_lets_a_cheap_trial_go_further_than_val_acc_alone_would():
-    """Cost, known before training, is part of each rung's point: a cost-0 trial that one-objective ASHA stops
-    early trains longer under two objectives; the most accurate trial is stopped by neither."""
-    epochs = {}
-    for objective in ({"maximize": ["val_acc"]}, {"maximize": ["val_acc"], "minimize": ["cost"]}):
-        recs = [r.to_record() for r in Search(search_config(budget=14, objective=objective,
-                                                            scheduler={"name": "asha", "reduction_factor": 2}),
-                                              None, progress=False).run()]
-        stopped = check_stopped(recs)
-        assert stopped and max(r["arch"]["x"] for r in recs) not in {r["arch"]["x"] for r in stopped}
-        epochs[len(objective)] = {r["arch"]["x"]: r["metrics"].get("epochs", EPOCHS) for r in recs}
-    cheap = [x for x in epochs[1] if x % 4 == 0]
-    assert any(epochs[2][x] > epochs[1][x] for x in cheap), epochs
+def test_local_multi_objective_stopping_keeps_the_pareto_front(tmp_path):
+    objective = {"maximize": ["val_acc"], "minimize": ["cost"]}
+    recs = [r.to_record() for r in Search(search_config(budget=14, objective=objective,
+                                                        scheduler={"name": "asha", "reduction_factor": 2}),
+                                          None, progress=False).run()]
+    stopped = check_stopped(recs)
+    assert stopped
+    for r in stopped:  # each stopped trial is behind a kept one in both val_acc (at full training) and cost
+        x = r["arch"]["x"]
+        assert any(o["arch"]["x"] > x and o["metrics"]["cost"] <= x % 4 for o in recs if o not in stopped)
 
 
 def test_old_execution_keys_are_read_as_the_scheduler_section(caplog):
@@ -251,21 +247,3 @@ def test_kill_9_and_resume_keep_every_trial_once_and_the_rungs(runs):
     state = [json.loads((runs / n / "state" / "checkpoint.json").read_text())["state"]["scheduler"]
              for n in ("killed", "clean")]
     assert state[0] == state[1] and any(state[0]["rungs"].values())
-
-
-def test_multi_objective_asha_keeps_the_trial_that_covers_the_straddling_front_not_its_near_twin():
-    """MO-ASHA's ε-net: inside the front that straddles the cut, the trial far from those already kept (a cheap
-    one) goes on and a near twin of a kept trial stops — neither a whole-front rule nor a val_acc order would."""
-    scheduler = make("asha", TWO, reduction_factor=2)
-    assert not scheduler.report(0, 1, {"val_acc": 0.9, "flops": 10.0})
-    assert scheduler.report(1, 1, {"val_acc": 0.1, "flops": 100.0})  # dominated
-    assert not scheduler.report(2, 1, {"val_acc": 0.5, "flops": 1.0})  # second of the front {0, 2}: 2 of 3 go on
-    assert scheduler.report(3, 1, {"val_acc": 0.89, "flops": 9.5})  # third in the ε-net of {0, 2, 3}: 2 of 4 go on
-
-
-def test_eps_net_orders_a_front_farthest_point_first_scaled_by_each_objectives_range():
-    front = {7: (0.9, -10.0), 3: (0.89, -9.5), 5: (0.5, -1.0), 1: (0.7, -5.0)}
-    assert eps_net(front, front.values()) == [7, 5, 1, 3]
-    # each objective scaled by its range over the rung: raw, FLOPs would swamp val_acc (5 FLOPs > 0.8 accuracy)
-    front = {0: (0.9, -10.0), 1: (0.88, -5.0), 2: (0.1, -9.9)}
-    assert eps_net(front, [*front.values(), (0.05, -100.0)]) == [0, 2, 1]

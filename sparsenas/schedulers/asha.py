@@ -4,9 +4,12 @@ objectives (Schmucker et al. 2021, "Multi-objective Asynchronous Successive Halv
 Rungs at grace_period·η^k epochs (k = 0, 1, … while below max_epochs; η = reduction_factor). A trial reaching a
 rung is recorded there and goes on only if it is among the top 1/η of the trials recorded at that rung so far
 (asynchronous: judged against those that got there first, as Ray Tune's ASHAScheduler): it stops when at least
-⌈n/η⌉ of the n recorded points come before it — with one objective, those with strictly better values; with several,
-MO-ASHA's order (`base.ahead`): the points of better non-dominated-sorting fronts, then, inside the front that
-straddles the cut, the ε-net order, which keeps the points that cover the front evenly.
+⌈n/η⌉ of the n recorded points are in a better front — with one objective, strictly better values. MO-ASHA
+breaks ties inside the front that straddles the cut with an ε-net; here that whole front goes on (a simplification
+that stops no trial MO-ASHA would keep). The ε-net was built and measured (338aef6, reverted): on
+benchmarks/early_stopping.py at 50% of the no-stopping epochs, two-objective asha kept 84.9% (dass) and 85.8% (model
+space) of the no-stopping hypervolume with it, 87.3% and 92.4% with the whole front (its epochs ratio 0.47 vs 0.45):
+with a few trials per rung, the ε-net stops members of the rung's front.
 """
 from __future__ import annotations
 

@@ -36,35 +36,9 @@ def fronts(points: dict[int, Point]) -> dict[int, int]:
 
 
 def ahead(points: dict[int, Point], key: int) -> int:
-    """How many of `points` come before `points[key]`: those in a better front and, with several coordinates,
-    those before it in its own front's ε-net order (`eps_net`), as MO-ASHA ranks a rung (Schmucker et al. 2021;
-    Salinas et al. 2021's non-dominated sort with an ε-net). Equal points share their place."""
+    """How many of `points` are in a better front than `points[key]`."""
     rank = fronts(points)
-    before = sum(r < rank[key] for r in rank.values())
-    if len(points[key]) < 2:
-        return before
-    front = {k: points[k] for k, r in rank.items() if r == rank[key]}
-    order = eps_net(front, spread=points.values())
-    return before + next(i for i, k in enumerate(order) if front[k] == points[key])
-
-
-def eps_net(points: dict[int, Point], spread) -> list[int]:
-    """The keys of `points` in ε-net order (Clarkson 2006, as MO-ASHA breaks ties within a front): first the one
-    best in the first coordinate, then repeatedly the one farthest (Euclidean) from those already taken, so the
-    first k cover the front evenly. Each coordinate is scaled by its range over `spread` (the rung's points; the
-    authors' code measures raw distances, which one objective's units, e.g. FLOPs, would swamp). Ties go to the
-    lower key, so the order is deterministic."""
-    spread = list(spread)
-    scale = [max(p[i] for p in spread) - min(p[i] for p in spread) or 1.0 for i in range(len(spread[0]))]
-    scaled = {k: [v / s for v, s in zip(p, scale)] for k, p in points.items()}
-    order = [min(scaled, key=lambda k: (-scaled[k][0], k))]
-    gap = {k: math.dist(v, scaled[order[0]]) for k, v in scaled.items() if k != order[0]}
-    while gap:
-        far = min(gap, key=lambda k: (-gap[k], k))
-        order.append(far)
-        del gap[far]
-        gap = {k: min(d, math.dist(scaled[k], scaled[far])) for k, d in gap.items()}
-    return order
+    return sum(r < rank[key] for r in rank.values())
 
 
 COMMON = {  # every scheduler's options
