@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from report import add_json_argument, finish, markdown_table, mean_std, paired_test, tost_paired
-from sparsenas.rundir import RunDir
 from sparsenas.journal import TrialResult
+from sparsenas.rundir import RunDir
 
 MARGIN = 0.02  # the "within 2 points"
 QUICK = ["--set", "train.epochs=1"]  # --quick: every training 1 epoch (and the supernet phases, QUICK_SUPERNET)

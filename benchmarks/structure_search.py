@@ -37,8 +37,8 @@ Design
   Drift does not explain every miss: in the first recorded C=32 run the probes ran 0.98× (no drift) while the
   `measured` times of the trials' untrained archs were 9–25% (median per search) above the lut's prices, more
   for the searches measured later; at C=16 the same comparison was within ±10% for 67% of the trials. That bias
-  at C=32 is not explained yet. `front_within10` is the raw share; the
-  report also gives it with each measured latency divided by `drift`, as a diagnosis, not as the score.
+  at C=32 is not explained yet. `front_within10` is the raw share; the report also gives it with each measured
+  latency divided by `drift`, as a diagnosis, not as the score.
 - Scores per seed: one reference point for both searches — val_acc 0 and the largest measured latency of any
   trial of either (exported time for front archs, `measured` for the others); the hypervolume of each front in
   (val_acc, exported measured latency) (`sparsenas.objective.hypervolume`). `hv_ratio` = mean over seeds of
@@ -173,7 +173,7 @@ def measure(args, run: str, seed: int, folder: Path) -> list[dict]:
     results = [r for r in RunDir(run_dir).results() if r.ok]
     front = {r.trial for r in Objective(**OBJECTIVE).pareto_front(results)}
     space = DassSpace(**space_options(args, run))
-    measured = MeasuredLatency(space, target(args), DIGITS, warmup=5, repeats=20)
+    measured = measured_predictor(args, run)
     lut = LutLatency(space, target(args), DIGITS, LatencyTable.load(table_path(space, target(args), DIGITS,
                                                                               folder / "cache")))
     rows = []
@@ -195,11 +195,14 @@ def probe_archs(args) -> list[Arch]:
     return [space.sample(rng) for _ in range(args.probes)]
 
 
+def measured_predictor(args, run: str) -> MeasuredLatency:
+    """The `measured` predictor of one search's space at the target (as the table's calibration times)."""
+    return MeasuredLatency(DassSpace(**space_options(args, run)), target(args), DIGITS, warmup=5, repeats=20)
+
+
 def time_archs(args, archs: list[Arch]) -> list[float]:
     """The `measured` latency of each arch (ms; the lower of two builds)."""
-    space = DassSpace(**space_options(args, "structures"))
-    measured = MeasuredLatency(space, target(args), DIGITS, warmup=5, repeats=20)
-    return [lowest(passes).ms for passes in measured.timings(archs)]
+    return [lowest(passes).ms for passes in measured_predictor(args, "structures").timings(archs)]
 
 
 def structure(row: dict) -> str:
@@ -277,15 +280,15 @@ def main() -> None:
         for r in rows:
             r.pop("export_dir", None)  # a temporary folder
     table = scores(rows, args.seeds)
-    drift = statistics.median(b / a for a, b in zip(early, late))
+    drifts = [b / a for a, b in zip(early, late)]
     minutes = (time.perf_counter() - start) / 60
     front = [r for r in rows if r["front"]]
     hv = ratios(table)
     summary = {"hv_ratio": round(statistics.mean(hv), 4), "front_within10": round(sum(r["within10"] for r in front)
                                                                                 / len(front), 4),
-               "machine_drift": round(drift, 4)}
+               "machine_drift": round(statistics.median(drifts), 4)}
     load = [round(v, 2) for v in os.getloadavg()]
-    markdown = report(args, rows, table, summary, minutes, load, early, late)
+    markdown = report(args, rows, table, summary, minutes, load, drifts)
     print(markdown)
     finish(args, "structure_search", rows, summary, markdown=markdown,
            extra={"scores": table, "hv_ratios": hv, "profile_s": profile_s, "search_s": search_s,
@@ -293,7 +296,7 @@ def main() -> None:
 
 
 def report(args, rows: list[dict], table: list[dict], summary: dict, minutes: float, load: list[float],
-           early: list[float], late: list[float]) -> str:
+           drifts: list[float]) -> str:
     """The RESULTS.md section: per-seed scores, what the structures cost and gain, and the verdicts."""
     t1 = markdown_table(
         ["seed", "search", "trials", "front", "HV (measured)", "HV (predicted)", "best val_acc", "fastest front ms",
@@ -344,9 +347,9 @@ def report(args, rows: list[dict], table: list[dict], summary: dict, minutes: fl
         f"`measured` time for "
         f"{lut_ok} ({lut_ok / len(rows):.0%}). Export's retraining reproduced the trials' val_acc within "
         f"{retrain:.1e}.",
-        f"Machine drift: {len(early)} probe archs timed right after the table's profile and again after the fronts "
-        f"ran {summary['machine_drift']:.3f}× as long the second time (median; "
-        f"{min(b / a for a, b in zip(early, late)):.3f}–{max(b / a for a, b in zip(early, late)):.3f}). Front archs "
+        f"Machine drift: {len(drifts)} probe archs timed right after the table's profile and again after the fronts "
+        f"ran {summary['machine_drift']:.3f}× as long the second time (median; {min(drifts):.3f}–{max(drifts):.3f}). "
+        f"Front archs "
         f"within ±10% of the prediction with each measured latency divided by that drift (a diagnosis, not the "
         f"score): {sum(within10(r['export_ms'] / summary['machine_drift'], r['predicted_ms']) for r in front)} of "
         f"{len(front)}.",
