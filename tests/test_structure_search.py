@@ -37,3 +37,25 @@ def test_fronts_are_scored_by_measured_latency_against_one_reference_per_seed():
     assert s1["hv"] == pytest.approx(0.6 * 11 + 0.1 * 0) and u1["hv"] == pytest.approx(0.9 * 7)
     assert (s0["front"], s0["within10"], s0["channel_cells"], s1["within10"]) == (1, 1, 1, 1)
     assert structure_search.ratios(table.values()) == [pytest.approx(6.4 / 1.8), pytest.approx(6.6 / 6.3)]
+
+
+def test_every_trial_is_timed_in_passes_of_alternating_order_and_keeps_its_lowest(monkeypatch):
+    """`time_all`: each pass times every trial (untrained arch) and every front arch's export; the order alternates,
+    the lowest pass is kept and judged against the prediction; `repeatable` reads the passes' median."""
+    order, times = [], {("a", "m"): [5.0, 4.0, 6.0], ("b", "m"): [3.0, 3.3, 2.9], ("b", "e"): [2.1, 2.0, 2.4]}
+
+    class Predictor:
+        def timing(self, arch):
+            order.append(arch["id"])
+            return type("T", (), {"ms": times[(arch["id"], "m")].pop(0)})
+
+    monkeypatch.setattr(structure_search, "measured_predictor", lambda args, run: Predictor())
+    monkeypatch.setattr(structure_search, "time_exported", lambda args, folder: times[(folder, "e")].pop(0))
+    rows = [{"run": "unstructured", "arch": {"id": "a"}, "front": False},
+            {"run": "structures", "arch": {"id": "b"}, "front": True, "export_dir": "b", "predicted_ms": 2.1}]
+    structure_search.time_all(type("Args", (), {"passes": 3}), rows)
+    assert order == ["a", "b", "b", "a", "a", "b"]
+    assert (rows[0]["measured_ms"], rows[1]["measured_ms"], rows[1]["export_ms"]) == (4.0, 2.9, 2.0)
+    assert rows[1]["within10"] and structure_search.repeatable(rows[1])
+    rows[1]["export_passes_ms"] = [2.0, 2.3, 2.4]
+    assert not structure_search.repeatable(rows[1])
