@@ -431,7 +431,7 @@ def main() -> None:
                    help="arm:strategy, comma-separated")
     p.add_argument("--data", default=str(MNIST), help="mnist.pkl.gz")
     p.add_argument("--jobs", type=int, default=2, help="processes, each running one arm, strategy and seed at a time")
-    p.add_argument("--minutes", type=float, default=50, help="no unit (arm, strategy, seed) is started that would "
+    p.add_argument("--minutes", type=float, default=57, help="no unit (arm, strategy, seed) is started that would "
                    "end past this, judged by the longest unit of its kind so far")
     add_json_argument(p)
     args = p.parse_args()

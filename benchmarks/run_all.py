@@ -60,7 +60,7 @@ EXPERIMENTS = (
     Experiment("layerwise", "Layer-wise sparsity of a user model: search vs uniform / ERK / random",
                "layerwise_search.py", minutes=20),
     Experiment("early_stopping", "Early stopping: schedulers on random and tpe (dass and model space, MNIST 14×14)",
-               "early_stopping.py", ("--jobs", "2"), minutes=40),
+               "early_stopping.py", ("--jobs", "2"), minutes=55),
     Experiment("structure_search", "Sparsity structure as a search dimension (latency-aware, exported)",
                "structure_search.py", minutes=25, timing=True),
     Experiment("dass_default", "The default differentiable DASS run vs the default random search",
