@@ -34,6 +34,10 @@ Design
   of 33 front archs, the first pass (right after the exports) up to 1.23× the second. The report gives this
   repeatability (`repeatable10`: the share of front archs whose median pass is within 10% of the lowest), the
   bound against which `front_within10` is read.
+  With three passes (c505f2f): repeatable10 0.875, front_within10 0.875 (was 0.64), the lut within ±10% of
+  `measured` for 83% of all trials (was 24%). The 3 front misses were all channel/channel archs priced 17–27% low
+  with passes agreeing within 3% — a lut bias on channel-pruned cells (median `measured`/lut: U/U 1.01, C/C 1.07
+  over all trials), not noise.
 - Machine drift: `--probes` random archs (not the table's) are timed by `measured` right after the table is
   profiled and again after the fronts; `drift` = the median ratio late / early. The table prices the machine as
   it was while profiling, so a machine that has since become slower (nothing else of ours runs: presumably
@@ -179,11 +183,8 @@ def collect(args, run: str, seed: int, folder: Path) -> list[dict]:
 def time_all(args, rows: list[dict]) -> None:
     """Time every trial in `--passes` passes over all of them (in order, reversed, in order, ...), after every
     export: its untrained arch by the `measured` predictor (built anew each time) and, on a front, its exported
-    model (loaded anew each time); each keeps the lowest of its passes (`measured_ms`, `export_ms`). The table's
-    kernels are low quantiles and its calibration networks the lower of two passes minutes apart: the lut prices
-    the quiet machine, and a whole network timed once here varied by up to ~20% within minutes (four archs timed
-    twelve times over 3.5 min, 2026-11-28 05:30 UTC, nothing else running), so each trial's lowest of passes spread
-    over the whole phase is its quiet latency."""
+    model (loaded anew each time); each keeps the lowest of its passes (`measured_ms`, `export_ms`): the quiet
+    machine's latency, which the table's low quantiles and calibration price (why: the module docstring)."""
     predictors = {run: measured_predictor(args, run) for run in RUNS}
     for p in range(args.passes):
         for r in rows if p % 2 == 0 else rows[::-1]:
