@@ -36,8 +36,10 @@ Design
   bound against which `front_within10` is read.
   With three passes (c505f2f): repeatable10 0.875, front_within10 0.875 (was 0.64), the lut within ±10% of
   `measured` for 83% of all trials (was 24%). The 3 front misses were all channel/channel archs priced 17–27% low
-  with passes agreeing within 3% — a lut bias on channel-pruned cells (median `measured`/lut: U/U 1.01, C/C 1.07
-  over all trials), not noise.
+  with passes agreeing within 3%: lut errors, not measurement noise (median `measured`/lut over all trials: U/U
+  1.01, C/C 1.07). But not fixed per arch: another table (same settings, profiled at 05:24) priced the three
+  untrained archs 4–12% low and four front archs that had hit 0–20% low — the lut's per-arch error changes from
+  one profile to the next.
 - Machine drift: `--probes` random archs (not the table's) are timed by `measured` right after the table is
   profiled and again after the fronts; `drift` = the median ratio late / early. The table prices the machine as
   it was while profiling, so a machine that has since become slower (nothing else of ours runs: presumably
