@@ -41,7 +41,8 @@ was 0.14-0.90 (mean 0.70) and nearly every net was at chance after epoch 1; at 2
 Spearman of epoch-1 / epoch-3 val_acc with the final 0.31 / 0.76; 1,500 images fit the time limit. The
 no-stopping searches have 16 trials (`--budget`): with 8 (the runs recorded before 2026-11-28 06:00), 40% of their
 epochs held few trials trained to the end, so asha's best was one of those few against a best of 8, a
-comparison dominated by luck: single-objective gaps per search ranged from -6.9 to +7.0 points. The model arm's curves at 1,000 images ranked well (0.76 / 0.81) but ended at 0.55-0.86: it gets 3,000.
+comparison dominated by luck: single-objective gaps per search ranged from -6.9 to +7.0 points. The model arm's
+curves at 1,000 images ranked well (0.76 / 0.81) but ended at 0.55-0.86: it gets 3,000.
 A pilot on 8 random dass archs of search seed 100 (disjoint from the benchmark's seeds 0-4), at these settings:
 Spearman of epoch-1 / epoch-3 val_acc with the final was 0.51 / -0.17 at lr 0.1 (final 0.44-0.90, mean 0.79),
 -0.14 / -0.06 with one epoch of LR warm-up (`--warmup 1`; mean 0.80) and 0.11 / 0.19 at lr 0.05 (mean 0.72): after

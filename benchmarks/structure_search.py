@@ -121,9 +121,10 @@ def make_table(args, cache: Path) -> float:
                     log=lambda m: None)
     table.save(table_path(space, target(args), DIGITS, cache))
     a, b, c = table.calibration
-    print(f"lut ({time.perf_counter() - start:.0f} s): {len(table.kernels)} kernels from {args.profile_archs} archs, calibration {a:.3f}·Σkernels + "
-          f"{b * 1e3:.2f} µs·calls + {c:.3f} ms; {describe_noise(table.meta['noise'])}", flush=True)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    print(f"lut ({seconds:.0f} s): {len(table.kernels)} kernels from {args.profile_archs} archs, calibration "
+          f"{a:.3f}·Σkernels + {b * 1e3:.2f} µs·calls + {c:.3f} ms; {describe_noise(table.meta['noise'])}", flush=True)
+    return seconds
 
 
 def search(job: tuple) -> tuple[str, int, float]:

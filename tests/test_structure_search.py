@@ -17,7 +17,8 @@ def trial(run, seed, val, predicted, measured, export=None, arch=None):
     row = {"run": run, "seed": seed, "val_acc": val, "predicted_ms": predicted, "measured_ms": measured,
            "front": export is not None, "arch": arch or {}}
     if export is not None:
-        row.update(export_ms=export, within10=abs(export - predicted) <= 0.1 * predicted, csr_layers=2, trimmed_layers=1)
+        row.update(export_ms=export, within10=abs(export - predicted) <= 0.1 * predicted, csr_layers=2,
+                   trimmed_layers=1)
     return row
 
 
