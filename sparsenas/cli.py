@@ -106,6 +106,7 @@ def _add_latency(sub) -> None:
     prof.add_argument("--mode", default="exported", help="exported (what `sparsenas export` deploys) or masked")
     prof.add_argument("--archs", type=int, default=64, help="sampled architectures whose kernels are timed")
     prof.add_argument("--calibration", type=int, default=24, help="architectures timed whole to calibrate (0: none)")
+    prof.add_argument("--passes", type=int, default=2, help="timing passes over the kernels, each keeping its lowest")
     prof.add_argument("--seed", type=int, default=0, help="sampling seed")
     prof.add_argument("--cache-dir", help="cache directory (default $SPARSENAS_CACHE_DIR or ~/.cache/sparsenas)")
     prof.add_argument("--out", help="table file (default: found by search runs in the cache directory)")

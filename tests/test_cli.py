@@ -22,6 +22,7 @@ from conftest import cli, cli_subprocess_cmd
     (["search", "--resume", "--name", "ghost"], "is not a sparsenas run"),
     (["frobnicate"], "invalid choice"),
     (["report", "/nonexistent"], "is not a sparsenas run"),
+    (["latency", "profile", "--space", "tas", "--passes", "0"], "--passes must be >= 1, got 0"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, runs, capsys):
     assert cli(*argv, "--runs-dir", runs) == 2 if argv[0] == "search" else cli(*argv) == 2

@@ -174,6 +174,37 @@ def test_calibration_passes_bracket_the_kernels_and_keep_the_lower_so_a_busy_spe
     assert events[3] == "kernels" and events[-3:] == networks[3:] == networks[:3][::-1] and len(set(networks)) == 3
 
 
+def test_kernel_passes_alternate_and_keep_the_lowest_so_a_busy_first_pass_changes_nothing(monkeypatch):
+    """With `passes`, every arch's new kernels are timed again after all archs (reversed, then forward again),
+    each keeping its lowest time: with busy spells over the whole first and third passes (3x slower), the kernels
+    end at the quiet machine's times, which one pass keeps wrong."""
+    from sparsenas.hardware import kernels
+
+    order = []
+
+    def robust_ms(fns, *a, **k):
+        signatures = [fn.__defaults__[0].signature for fn in fns]  # replay_timings' lambda c=c: c.call(...)
+        order.append(tuple(signatures))
+        slow = 1 if 3 < len(order) <= 6 else 3  # one call per arch and pass: the second pass is the quiet one
+        return [timing.Timing(slow * quiet(s), slow * quiet(s), 0.0, 0.0, 1) for s in signatures]
+
+    def quiet(signature):
+        return 0.01 * (1 + len(signature) % 7)
+
+    def kernel_ms(passes):
+        order.clear()
+        table = profile(TasSpace(C=4, depth=8), Target(), ModelIO((1, 8, 8), 10), archs=3, calibration=0,
+                        warmup=0, repeats=1, passes=passes, log=lambda m: None)
+        return {s: k["ms"] for s, k in table.kernels.items()}
+
+    monkeypatch.setattr(kernels, "robust_ms", robust_ms)
+    assert kernel_ms(1) == {s: 3 * quiet(s) for s in kernel_ms(1)}
+    assert kernel_ms(3) == {s: quiet(s) for s in kernel_ms(3)}
+    first = order[:3]
+    assert sum(map(len, first)) > 0 and order[3:] == first[::-1] + first  # every kernel timed again, alternating
+    assert not set(first[0]) & set(first[1] + first[2])  # each arch's new kernels only
+
+
 # -- onnxruntime ------------------------------------------------------------------------------------------------
 NB201 = NB201Space(mode="train", C=4, N=1)
 IO = ModelIO((3, 8, 8), 10)

@@ -49,11 +49,12 @@ def cmd_profile(args) -> int:
     target = Target(args.device, args.batch_size, args.threads, args.dtype, args.mode)
     io = model_io(space, data)
     out = output_file(args.out or table_path(space, target, io, args.cache_dir), "--out" if args.out else "--cache-dir")
-    for key, value in (("--archs", args.archs), ("--calibration", args.calibration)):
-        if value < 0 or (key == "--archs" and value < 1):
-            raise ConfigError(f"{key} must be >= {1 if key == '--archs' else 0}, got {value}")
+    for key, value, least in (("--archs", args.archs, 1), ("--calibration", args.calibration, 0),
+                              ("--passes", args.passes, 1)):
+        if value < least:
+            raise ConfigError(f"{key} must be >= {least}, got {value}")
     table = profile(space, target, io, archs=args.archs, calibration=args.calibration, seed=args.seed,
-                    log=(lambda m: None) if args.quiet else print)
+                    passes=args.passes, log=(lambda m: None) if args.quiet else print)
     table.save(out)
     print(f"latency table of space {space.name} ({len(table.kernels)} kernels, {target.device}, batch "
           f"{target.batch_size}, {target.threads} threads, {target.mode}) written to {out}")

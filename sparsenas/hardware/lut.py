@@ -5,9 +5,13 @@ to what runs on the target (see `base.runnable`), trace its kernels (`kernels.tr
 signature not yet in the table alone, at `target.threads` threads, robustly (`ops.timing.robust_ms`: the
 arch's new kernels interleaved round by round, the 10% quantile of their calls, warm-up until stable, repeats
 adapted to the noise, the thread pinned to a CPU), so that a table profiled on a busy machine predicts the
-quiet machine's times; the table records its noise floor (`noise_floor`). So the
-table covers the configurations the space produces: op type, C_in, C_out, kernel, stride, H·W, batch, and the
-sparsity as it really runs (a CSR matmul is keyed by its nnz; a channel-pruned layer is a smaller conv).
+quiet machine's times; the table records its noise floor (`noise_floor`). Every kernel is timed in `passes`
+passes (default 2; the later ones after all archs, in alternating order) and keeps its lowest time: a CPU's
+speed can drift by ~20% over minutes (this VM's did), and two one-pass profiles of the same 48 archs
+(structure_search's C=32 space, batch 64) priced 32 other archs 16% apart (median), two two-pass profiles 1.8%
+(p90 3%; one pair each, idle machine, 2026-11-28). So the table covers the configurations the space produces:
+op type, C_in, C_out, kernel, stride, H·W, batch, and the sparsity as it really runs (a CSR matmul is keyed by
+its nnz; a channel-pruned layer is a smaller conv).
 
 Prediction: trace the arch's runnable module (no timing) and sum its kernels, each looked up by signature or,
 if never measured, predicted by a per-op random forest on log features (FEATURES: elements in/out, MACs,
@@ -320,40 +324,65 @@ def describe_noise(noise: dict) -> str:
             f"{', '.join(f'{v:.2f}' for v in noise['load_average'])}")
 
 
+def deployed_kernels(model: nn.Module, input_shape, target: Target) -> dict[str, KernelCall]:
+    """The kernels, with their arguments, of the masked `model`'s deployed network and of every candidate kernel
+    of its sparse layers (as the planner prices them), by signature."""
+    candidates: list = []
+    zero = lambda calls: [0.0] * len(calls)  # noqa: E731 — ties: the deployed network stays dense
+    t, _ = deployed_trace(model, input_shape, target, table_pricer(zero, collect=candidates), keep=True)
+    calls: dict[str, KernelCall] = {}
+    for call in t.calls + candidates:
+        calls.setdefault(call.signature, call)
+    return calls
+
+
+def time_kernels(table: LatencyTable, calls: dict[str, KernelCall], target: Target, warmup: int = 3,
+                 repeats: int = 15) -> list:
+    """Time `calls` (interleaved) into `table`, each keeping the lower of this and an earlier time; returns their
+    new Timings."""
+    timings = replay_timings(list(calls.values()), target.device, warmup, repeats)
+    for (signature, call), timing in zip(calls.items(), timings):
+        if signature not in table.kernels or timing.ms < table.kernels[signature]["ms"]:
+            table.kernels[signature] = {"op": call.op, "features": list(call.features), "ms": timing.ms,
+                                        "noise": timing.noise}
+    return timings
+
+
 def profile_module(table: LatencyTable, model: nn.Module, input_shape, target: Target, warmup: int = 3,
                    repeats: int = 15) -> list:
     """Time into `table` every kernel it lacks of the masked `model`'s deployed network and of every candidate
     kernel of its sparse layers (as the planner prices them); returns the new kernels' Timings."""
-    candidates: list = []
-    zero = lambda calls: [0.0] * len(calls)  # noqa: E731 — ties: the deployed network stays dense
-    t, _ = deployed_trace(model, input_shape, target, table_pricer(zero, collect=candidates), keep=True)
-    new = {}
-    for call in t.calls + candidates:
-        if call.signature not in table.kernels:
-            new.setdefault(call.signature, call)
-    timings = replay_timings(list(new.values()), target.device, warmup, repeats)
-    for call, timing in zip(new.values(), timings):
-        table.kernels[call.signature] = {"op": call.op, "features": list(call.features), "ms": timing.ms,
-                                         "noise": timing.noise}
-    return timings
+    calls = deployed_kernels(model, input_shape, target)
+    return time_kernels(table, {s: c for s, c in calls.items() if s not in table.kernels}, target, warmup, repeats)
 
 
-def _profile_kernels(space, target, io, table, archs, warmup, repeats, log) -> list:
-    timings = []
+def _profile_kernels(space, target, io, table, archs, warmup, repeats, passes, log) -> list:
+    """Every kernel of `archs` in `passes` passes, the later ones in alternating order (each arch's new kernels
+    timed together, as in the first; the arch built and traced anew, so that only one arch's tensors are held),
+    each kernel keeping its lowest time; returns the first pass's Timings."""
+    groups, timings = [], []
     for i, arch in enumerate(archs):
+        before = set(table.kernels)
         timings += profile_module(table, build_model(space, arch, io), io.input_shape, target, warmup, repeats)
+        groups.append((arch, set(table.kernels) - before))
         log(f"profiled arch {i + 1}/{len(archs)}: {len(table.kernels)} kernels in the table")
+    for k in range(1, passes):
+        for arch, signatures in groups[::-1] if k % 2 else groups:
+            calls = deployed_kernels(build_model(space, arch, io), io.input_shape, target)
+            time_kernels(table, {s: c for s, c in calls.items() if s in signatures}, target, warmup, repeats)
+        log(f"timing pass {k + 1}/{passes} done")
     return timings
 
 
 def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, calibration: int = 24,
-            seed: int = 0, warmup: int = 3, repeats: int = 15, log=print) -> LatencyTable:
+            seed: int = 0, warmup: int = 3, repeats: int = 15, passes: int = 2, log=print) -> LatencyTable:
     """Measure the kernels of `archs` sampled architectures (and calibrate on `calibration` more, timed whole).
     Every time is robust (`ops.timing.robust_ms`: the kernels of one arch interleaved, a low quantile, warm-up
     until stable, repeats adapted to the noise); the table's meta["noise"] is its noise floor (`noise_floor`).
     The calibration networks are timed in two passes, one before the kernels and one (reversed) after, and
     each keeps the lower: the fit then holds for the quietest state of the machine over the whole profile (a
-    busy spell of a few seconds or minutes moves neither), as the kernels' low quantile does."""
+    busy spell of a few seconds or minutes moves neither), as the kernels' low quantile does. With `passes` > 1
+    the kernels are timed so too: all of them again, in alternating order, each keeping its lowest time."""
     from scipy.optimize import nnls
 
     target.require_device()
@@ -364,7 +393,7 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
     measured = MeasuredLatency(space, target, io, warmup=5, repeats=20)
     before = [measured.timing(arch) for arch in calibrating]
     with threads(target.threads):
-        kernels = _profile_kernels(space, target, io, table, profiled, warmup, repeats, log)
+        kernels = _profile_kernels(space, target, io, table, profiled, warmup, repeats, passes, log)
     after = [measured.timing(arch) for arch in calibrating[::-1]][::-1]
     networks = [lowest(ts) for ts in zip(before, after)]
     if calibration:
