@@ -49,7 +49,11 @@ Spearman of epoch-1 / epoch-3 val_acc with the final was 0.51 / -0.17 at lr 0.1 
 epoch 1's 24 steps most nets are still at chance (0.107) either way, so the dass arm keeps lr 0.1 without warm-up.
 At batch size 32 (47 steps an epoch, 17% more time) the same archs gave 0.26 / 0.29 (final 0.83-0.92), and 0.60 /
 0.71 with one warm-up epoch (8 archs: a Spearman's standard error is ~0.35). The dass arm trains so (batch 32, one
-warm-up epoch); at batch 64 without warm-up (the first recorded run) asha's gap was +2.25 points.
+warm-up epoch); at batch 64 without warm-up (the first recorded run) asha's gap was +2.25 points. On 24 more
+random archs (search seeds 100 and 101, these settings) the Spearman of epoch 1 / 2 / 3 / 6 val_acc with the
+final was 0.41 / 0.47 / 0.56 / 0.87, and epoch-1 val_acc spanned 0.09–0.34: asha's rungs (1 and 3 epochs) rank
+weakly here, so which archs it trains to the end is partly luck, and its best is more variable than a best of
+16. A grace period of 3 would judge at 0.56 instead of 0.41 but train every trial 3 epochs (not measured).
 
     python benchmarks/early_stopping.py [--seeds 5] [--jobs 2] [--json docs/results/early_stopping.json]
 """

@@ -39,7 +39,11 @@ Design
   with passes agreeing within 3%: lut errors, not measurement noise (median `measured`/lut over all trials: U/U
   1.01, C/C 1.07). But not fixed per arch: another table (same settings, profiled at 05:24) priced the three
   untrained archs 4–12% low and four front archs that had hit 0–20% low — the lut's per-arch error changes from
-  one profile to the next.
+  one profile to the next. With the kernels timed in two passes (16173e1: two profiles then priced 32 archs
+  within 1.8% of each other, median, instead of 16%) the run of 9053e9a gave front_within10 0.65 (20/31): the
+  lut's median price per cell structure moved ≤ 2% from the three-pass run's, the median measured time 2–5% up
+  (C/C 7.84 vs 7.50 ms), and 4 front archs missed by +10.0 to +10.9%; all 11 misses ran slower than priced. The
+  table's calibration was timed about 20 minutes before the measurement; the probes saw a drift of only 1.015.
 - Machine drift: `--probes` random archs (not the table's) are timed by `measured` right after the table is
   profiled and again after the fronts; `drift` = the median ratio late / early. The table prices the machine as
   it was while profiling, so a machine that has since become slower (nothing else of ours runs: presumably
