@@ -174,7 +174,7 @@ def test_calibration_passes_bracket_the_kernels_and_keep_the_lower_so_a_busy_spe
     assert events[3] == "kernels" and events[-3:] == networks[3:] == networks[:3][::-1] and len(set(networks)) == 3
 
 
-def test_kernel_passes_alternate_and_keep_the_lowest_so_a_busy_first_pass_changes_nothing(monkeypatch):
+def test_kernel_passes_alternate_and_keep_the_lowest_so_busy_passes_change_nothing(monkeypatch):
     """With `passes`, every arch's new kernels are timed again after all archs (reversed, then forward again),
     each keeping its lowest time: with busy spells over the whole first and third passes (3x slower), the kernels
     end at the quiet machine's times, which one pass keeps wrong."""
