@@ -5,13 +5,11 @@ to what runs on the target (see `base.runnable`), trace its kernels (`kernels.tr
 signature not yet in the table alone, at `target.threads` threads, robustly (`ops.timing.robust_ms`: the
 arch's new kernels interleaved round by round, the 10% quantile of their calls, warm-up until stable, repeats
 adapted to the noise, the thread pinned to a CPU), so that a table profiled on a busy machine predicts the
-quiet machine's times; the table records its noise floor (`noise_floor`). Every kernel is timed in `passes`
-passes (default 2; the later ones after all archs, in alternating order) and keeps its lowest time: a CPU's
-speed can drift by ~20% over minutes (this VM's did), and two one-pass profiles of the same 48 archs
-(structure_search's C=32 space, batch 64) priced 32 other archs 16% apart (median), two two-pass profiles 1.8%
-(p90 3%; one pair each, idle machine, 2026-11-28). So the table covers the configurations the space produces:
-op type, C_in, C_out, kernel, stride, H·W, batch, and the sparsity as it really runs (a CSR matmul is keyed by
-its nnz; a channel-pruned layer is a smaller conv).
+quiet machine's times; the table records its noise floor (`noise_floor`). Each kernel keeps its lowest time of
+`passes` passes (default 2, alternating), as a CPU's speed drifts over minutes: two one-pass profiles priced 32
+archs 16% apart (median), two two-pass ones 1.8% (one pair each, dass C=32, batch 64, idle, 2026-11-28). So the
+table covers the configurations the space produces: op type, C_in, C_out, kernel, stride, H·W, batch, and the
+sparsity as it really runs (a CSR matmul is keyed by its nnz; a channel-pruned layer is a smaller conv).
 
 Prediction: trace the arch's runnable module (no timing) and sum its kernels, each looked up by signature or,
 if never measured, predicted by a per-op random forest on log features (FEATURES: elements in/out, MACs,
@@ -325,8 +323,7 @@ def describe_noise(noise: dict) -> str:
 
 
 def deployed_kernels(model: nn.Module, input_shape, target: Target) -> dict[str, KernelCall]:
-    """The kernels, with their arguments, of the masked `model`'s deployed network and of every candidate kernel
-    of its sparse layers (as the planner prices them), by signature."""
+    """The kernels (with arguments) of the masked `model`'s deployed network and its candidates, by signature."""
     candidates: list = []
     zero = lambda calls: [0.0] * len(calls)  # noqa: E731 — ties: the deployed network stays dense
     t, _ = deployed_trace(model, input_shape, target, table_pricer(zero, collect=candidates), keep=True)
@@ -336,10 +333,8 @@ def deployed_kernels(model: nn.Module, input_shape, target: Target) -> dict[str,
     return calls
 
 
-def time_kernels(table: LatencyTable, calls: dict[str, KernelCall], target: Target, warmup: int = 3,
-                 repeats: int = 15) -> list:
-    """Time `calls` (interleaved) into `table`, each keeping the lower of this and an earlier time; returns their
-    new Timings."""
+def time_kernels(table: LatencyTable, calls: dict, target: Target, warmup: int = 3, repeats: int = 15) -> list:
+    """Time `calls` (interleaved) into `table`, each keeping its lowest time so far; returns the new Timings."""
     timings = replay_timings(list(calls.values()), target.device, warmup, repeats)
     for (signature, call), timing in zip(calls.items(), timings):
         if signature not in table.kernels or timing.ms < table.kernels[signature]["ms"]:
@@ -350,16 +345,13 @@ def time_kernels(table: LatencyTable, calls: dict[str, KernelCall], target: Targ
 
 def profile_module(table: LatencyTable, model: nn.Module, input_shape, target: Target, warmup: int = 3,
                    repeats: int = 15) -> list:
-    """Time into `table` every kernel it lacks of the masked `model`'s deployed network and of every candidate
-    kernel of its sparse layers (as the planner prices them); returns the new kernels' Timings."""
+    """Time into `table` the kernels of `model` it lacks (`deployed_kernels`); returns their Timings."""
     calls = deployed_kernels(model, input_shape, target)
     return time_kernels(table, {s: c for s, c in calls.items() if s not in table.kernels}, target, warmup, repeats)
 
 
 def _profile_kernels(space, target, io, table, archs, warmup, repeats, passes, log) -> list:
-    """Every kernel of `archs` in `passes` passes, the later ones in alternating order (each arch's new kernels
-    timed together, as in the first; the arch built and traced anew, so that only one arch's tensors are held),
-    each kernel keeping its lowest time; returns the first pass's Timings."""
+    """`passes` passes over the kernels of `archs` (later ones: each arch rebuilt); the first pass's Timings."""
     groups, timings = [], []
     for i, arch in enumerate(archs):
         before = set(table.kernels)
@@ -381,8 +373,7 @@ def profile(space: SearchSpace, target: Target, io: ModelIO, archs: int = 64, ca
     until stable, repeats adapted to the noise); the table's meta["noise"] is its noise floor (`noise_floor`).
     The calibration networks are timed in two passes, one before the kernels and one (reversed) after, and
     each keeps the lower: the fit then holds for the quietest state of the machine over the whole profile (a
-    busy spell of a few seconds or minutes moves neither), as the kernels' low quantile does. With `passes` > 1
-    the kernels are timed so too: all of them again, in alternating order, each keeping its lowest time."""
+    busy spell of a few seconds or minutes moves neither), as the kernels' low quantile and `passes` do."""
     from scipy.optimize import nnls
 
     target.require_device()
