@@ -97,7 +97,7 @@ from sparsenas.hardware import ModelIO, Target
 from sparsenas.hardware.lut import LatencyTable, LutLatency, describe_noise, profile, table_path
 from sparsenas.hardware.measured import MeasuredLatency, lowest
 from sparsenas.objective import Objective, hypervolume
-from sparsenas.ops.timing import robust_ms
+from sparsenas.ops.timing import pass_order, robust_ms
 from sparsenas.rundir import RunDir
 from sparsenas.space import Arch
 from sparsenas.spaces.dass import DassSpace
@@ -194,7 +194,7 @@ def time_all(args, rows: list[dict]) -> None:
     machine's latency, which the table's low quantiles and calibration price (why: the module docstring)."""
     predictors = {run: measured_predictor(args, run) for run in RUNS}
     for p in range(args.passes):
-        for r in rows if p % 2 == 0 else rows[::-1]:
+        for r in pass_order(rows, p):
             r.setdefault("measured_passes_ms", []).append(predictors[r["run"]].timing(Arch(r["arch"])).ms)
             if r["front"]:
                 r.setdefault("export_passes_ms", []).append(time_exported(args, r["export_dir"]))

@@ -48,7 +48,7 @@ from ..space import Arch, SearchSpace
 from .base import (DTYPES, LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor, runnable,
                    threads)
 from ..ops.planner import built
-from ..ops.timing import Timing
+from ..ops.timing import Timing, pass_order
 from .kernels import KernelCall, Trace, log_features, replay_timings, trace
 from .measured import MeasuredLatency, lowest
 
@@ -359,7 +359,7 @@ def _profile_kernels(space, target, io, table, archs, warmup, repeats, passes, l
         groups.append((arch, set(table.kernels) - before))
         log(f"profiled arch {i + 1}/{len(archs)}: {len(table.kernels)} kernels in the table")
     for k in range(1, passes):
-        for arch, signatures in groups[::-1] if k % 2 else groups:
+        for arch, signatures in pass_order(groups, k):
             calls = deployed_kernels(build_model(space, arch, io), io.input_shape, target)
             time_kernels(table, {s: c for s, c in calls.items() if s in signatures}, target, warmup, repeats)
         log(f"timing pass {k + 1}/{passes} done")

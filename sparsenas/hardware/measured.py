@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
-from ..ops.timing import Timing, robust_ms
+from ..ops.timing import Timing, pass_order, robust_ms
 from ..space import Arch, SearchSpace
 from .base import (DTYPES, LatencyPredictor, ModelIO, Target, build_model, example_input, register_predictor,
                    runnable, threads)
@@ -73,7 +73,7 @@ class MeasuredLatency(LatencyPredictor):
         garbage collection on or off), and a deployed network runs alone."""
         out: list[list[Timing]] = [[] for _ in archs]
         for p in range(passes):
-            for i in (range(len(archs)) if p % 2 == 0 else reversed(range(len(archs)))):
+            for i in pass_order(range(len(archs)), p):
                 out[i].append(self.timing(archs[i]))
         return out
 

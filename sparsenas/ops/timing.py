@@ -186,3 +186,9 @@ def robust_ms(fns: Sequence[Callable[[], Any]], device: str = "cpu", warmup: int
                     _timing(ts, quantile).noise <= tolerance for ts in times):
                 break
     return [_timing(ts, quantile, rt) for ts in times]
+
+
+def pass_order(items: Sequence, p: int) -> Sequence:
+    """`items` in the order of timing pass `p` (0-based): in order, reversed, in order, ... — a slow spell hits the
+    end of one pass and the start of the next, so no item is timed late in every pass."""
+    return items if p % 2 == 0 else items[::-1]
