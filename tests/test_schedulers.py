@@ -100,6 +100,20 @@ def test_multi_objective_point_keeps_a_cheap_but_less_accurate_trial():
     assert scheduler.report(5, 1, {"val_acc": 0.5, "flops": 20.0})  # dominated by four of six
 
 
+
+@pytest.mark.parametrize("name", ["asha", "median"])
+def test_a_training_metric_is_judged_in_its_own_direction(name):
+    """`metrics: train_loss` judges the loss, lower better, and not the objective: a trial ahead in val_acc but
+    behind in train_loss is stopped; and with two metrics a cheap objective keeps its direction."""
+    scheduler = make(name, ONE, metrics="train_loss", grace_period=1, **({"reduction_factor": 2} if name == "asha"
+                                                                          else {}))
+    for t in range(4):
+        assert not scheduler.report(t, 1, {"val_acc": 0.2, "train_loss": 0.5})
+    assert scheduler.report(4, 1, {"val_acc": 0.9, "train_loss": 2.0})
+    assert not scheduler.report(5, 1, {"val_acc": 0.1, "train_loss": 0.1})
+    both = make(name, TWO, metrics=["train_loss", "flops"], grace_period=1)
+    assert both.signs == [-1, -1]
+
 @pytest.mark.parametrize("options, words", [
     ({"grace_period": 10}, "scheduler.grace_period=10 exceeds scheduler.max_epochs=9"),
     ({"reduction_factor": 1}, "scheduler.reduction_factor must be > 1"),

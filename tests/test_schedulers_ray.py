@@ -83,10 +83,12 @@ def test_tune_stops_every_trial_after_max_epochs_also_with_the_median_rule(local
     check_stopped(recs, epochs=4)
 
 
-def test_tune_judges_a_scheduler_metric_other_than_the_first_objective(local_ray):
-    """Every report of a trial carries the scheduler's metric, the final one too (Tune refuses a result without)."""
+@pytest.mark.parametrize("metric", ["cost", "train_loss"])
+def test_tune_judges_a_scheduler_metric_other_than_the_first_objective(local_ray, metric):
+    """Every report of a trial carries the scheduler's metric, the final one too (Tune refuses a result without),
+    an objective (cost) or a training metric that is none (train_loss)."""
     config = search_config(budget=4, epochs=2, objective={"maximize": ["val_acc"], "minimize": ["cost"]},
-                           scheduler={"name": "asha", "metrics": ["cost"], "reduction_factor": 2})
+                           scheduler={"name": "asha", "metrics": [metric], "reduction_factor": 2})
     recs = run({**config, "execution": {**config["execution"], "executor": "tune", "workers": 1}})
     assert sorted(r["trial"] for r in recs) == list(range(4))
     check_stopped(recs, epochs=2)

@@ -181,14 +181,14 @@ def tune_trial(config: dict, spec: TrialSpec, token: str) -> None:
         if epoch + 1 < epochs:
             tune.report({**metrics, **report, "worker": worker})
         else:
-            last.update(report)
+            last.update({**metrics, **report})  # a scheduler metric that is no objective (train_loss) included
 
     result = run_trial(space, spec.objective, spec.context, task, worker=worker, on_epoch=on_epoch)
     objectives = {}  # each one (the scheduler's metric among them), the worst value when missing or not finite
     for name, sign in zip(spec.objective.names, spec.objective.signs):
         value = result.metrics.get(name, math.nan)
         objectives[name] = value if math.isfinite(value) else -sign * math.inf
-    tune.report({**objectives, "worker": worker, **last, RECORD: json.dumps(result.to_record(), allow_nan=True)})
+    tune.report({**last, **objectives, "worker": worker, RECORD: json.dumps(result.to_record(), allow_nan=True)})
 
 
 def make_scheduler(scheduler: Scheduler | None):

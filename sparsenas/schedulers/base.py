@@ -3,7 +3,8 @@ the strategy, Tune's Searcher, decides what to run).
 
 A scheduler sees every epoch a trained trial finishes, as `report(trial, epochs, metrics) -> stop`: `epochs`
 done so far (1-based) and the metrics of that epoch (the cheap ones, known before training, merged in). It
-judges the trial's *point*: its `metrics` (the objectives by default), each signed so that higher is better, so
+judges the trial's *point*: its `metrics` (the objectives by default, or training metrics of known direction,
+`TRAINING_METRICS`, as Ray Tune's schedulers take a metric of their own), each signed so that higher is better, so
 one scheduler serves one objective or several — with several, "better" is Pareto dominance and a trial's rank is
 its non-dominated-sorting front (`fronts`). Decisions depend only on the reports so far and the run seed, so the
 same reports in the same order give the same decisions; `state_dict`/`load_state_dict` (plain JSON data) make
@@ -20,6 +21,7 @@ from ..registry import Registry
 from ..schema import OPT_INT, Field, declare_defaults, positive, schema_of, validate_section
 
 Point = tuple[float, ...]
+TRAINING_METRICS = {"val_acc": 1, "train_loss": -1}  # judged in this direction when not an objective
 
 
 def fronts(points: dict[int, Point]) -> dict[int, int]:
@@ -50,9 +52,10 @@ COMMON = {  # every scheduler's options
 class Scheduler:
     """Decides after each epoch of a trial whether it goes on. Options are declared like a strategy's
     (`options_schema`, with COMMON's; checked by `__init__` as `scheduler.KEY ...` one-line ConfigErrors); `check`
-    makes a plug-in's cross-checks. `metrics`: the objectives judged (default all), with their directions;
-    `max_epochs` (default `train_epochs`): the most epochs a trial trains (a trial reaching it earlier than the
-    end of its training is stopped); `seed`: the run seed, for the plug-ins that draw (hyperband's brackets)."""
+    makes a plug-in's cross-checks. `metrics`: what is judged (default the objectives, in their directions; or
+    training metrics, `TRAINING_METRICS`); `max_epochs` (default `train_epochs`): the most epochs a trial trains
+    (a trial reaching it earlier than the end of its training is stopped); `seed`: the run seed, for the plug-ins
+    that draw (hyperband's brackets)."""
 
     name: ClassVar[str] = ""
     options_schema: ClassVar[dict[str, Field]] = COMMON
@@ -67,11 +70,12 @@ class Scheduler:
         self.options = validate_section("scheduler", options, schema_of(type(self)))
         metrics = self.options["metrics"] or objective.names
         self.metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        unknown = [m for m in self.metrics if m not in objective.names]
+        signs = TRAINING_METRICS | dict(zip(objective.names, objective.signs))
+        unknown = [m for m in self.metrics if m not in signs]
         if unknown:
             raise ConfigError(f"scheduler.metrics: {unknown[0]!r} is not an objective (objectives: "
-                              f"{', '.join(objective.names)}); a scheduler judges objectives in their direction")
-        self.signs = [objective.signs[objective.names.index(m)] for m in self.metrics]
+                              f"{', '.join(objective.names)}) nor a training metric ({', '.join(TRAINING_METRICS)})")
+        self.signs = [signs[m] for m in self.metrics]
         self.max_epochs, self.seed = self.options["max_epochs"] or train_epochs, int(seed)
         if self.max_epochs > train_epochs:
             raise ConfigError(f"scheduler.max_epochs={self.max_epochs} exceeds train.epochs={train_epochs}")
