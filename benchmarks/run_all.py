@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +86,16 @@ def run(e: Experiment) -> dict:
         rc = subprocess.run(command(e), cwd=ROOT / "benchmarks", stdout=log, stderr=subprocess.STDOUT, env=env).returncode
     status = {"rc": rc, "seconds": round(time.perf_counter() - start, 1),
               "command": " ".join(["python", f"benchmarks/{e.script}", *e.args]),
-              "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+              "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
     (OUT / f"{e.name}.status.json").write_text(json.dumps(status) + "\n")
     print(f"[run_all] {e.name}: rc={rc} in {status['seconds']:.0f} s", flush=True)
     return status
+
+
+def machines(statuses) -> str:
+    """The machines the records ran on, with how many each (a timing is only comparable on one machine)."""
+    count = Counter(s.get("machine", "not recorded (records before 2026-11-28 12:00)") for s in statuses)
+    return "; ".join(f"{m}: {n} record{'s' if n > 1 else ''}" for m, n in count.most_common()) or "none yet"
 
 
 def machine() -> str:
@@ -116,7 +123,8 @@ def section(number: int, e: Experiment) -> str:
     if not status_file.exists():
         return head + "_Not run yet: `python benchmarks/run_all.py --only " + e.name + "`._\n"
     status = json.loads(status_file.read_text())
-    meta = (f"`{status['command']}` — {status['seconds'] / 60:.1f} min, finished {status['finished']}; "
+    meta = (f"`{status['command']}` — {status['seconds'] / 60:.1f} min, finished {status['finished']}"
+            f"{' on ' + status['machine'] if 'machine' in status else ''}; "
             f"log: [docs/results/{e.name}.log](docs/results/{e.name}.log)\n\n")
     if status["rc"] != 0 or not record_file.exists():
         tail = (OUT / f"{e.name}.log").read_text().splitlines()[-15:]
@@ -149,7 +157,7 @@ def render() -> None:
         "scale, on a CPU: each section says what was scaled down from the paper and whether the paper's claim "
         "holds here.",
         "",
-        f"- Machine: {machine()}",
+        f"- Machines: {machines(statuses.values())}",
         f"- Experiments run: {len(statuses)} of {len(EXPERIMENTS)}, {total:.0f} min of script time in all"
         + (f"; **failed: {', '.join(failed)}**" if failed else ""),
         *([f"- Last run of all experiments in one command: {full['minutes']:.0f} min wall clock, finished "

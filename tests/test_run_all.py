@@ -23,7 +23,8 @@ def test_every_experiment_is_a_script_with_a_json_record(experiment):
 
 
 def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
-    """Also when a record names its figure by another checkout's absolute path (as older records do)."""
+    """With the machine of each record (records of several machines are not comparable in time). Also when a
+    record names its figure by another checkout's absolute path (as older records do)."""
     out = tmp_path / "docs" / "results"
     out.mkdir(parents=True)
     monkeypatch.setattr(run_all, "ROOT", tmp_path)
@@ -36,7 +37,8 @@ def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
     (out / "nb201.json").write_text(json.dumps({"summary": {}, "markdown": "see ![curve](nb201_c10.png)",
                                                 "figures": [str(out / "nb201_c10.png")]}))
     (out / "nb201.status.json").write_text(json.dumps({"rc": 0, "seconds": 1.0, "command": "x", "finished": "now"}))
-    status = {"rc": 0, "seconds": 90.0, "command": "python benchmarks/dass_vs_baselines.py", "finished": "now"}
+    status = {"rc": 0, "seconds": 90.0, "command": "python benchmarks/dass_vs_baselines.py", "finished": "now",
+              "machine": "CPU A"}
     (out / "dass.status.json").write_text(json.dumps(status))
     (out / "tas.status.json").write_text(json.dumps(status | {"rc": 1}))
     (out / "tas.log").write_text("Traceback\nValueError: broken\n")
@@ -49,6 +51,8 @@ def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
     nb201 = text.split("NAS-Bench-201")[1]
     assert nb201.count("nb201_c10.png") == 1 and "![curve](docs/results/nb201_c10.png)" in nb201
     assert "Not run yet" in text.split("Latency predictor")[1] and "failed: tas" in text
+    assert "finished now on CPU A;" in dass and "finished now;" in nb201  # each record's machine, where recorded
+    assert "- Machines: CPU A: 2 records; not recorded" in text
     numbers = [line.split(".")[0] for line in text.splitlines() if line.startswith("## ")]
     assert numbers == [f"## {i}" for i in range(1, len(run_all.EXPERIMENTS) + 1)]  # one number per section
 
