@@ -44,6 +44,14 @@ Design
   lut's median price per cell structure moved ≤ 2% from the three-pass run's, the median measured time 2–5% up
   (C/C 7.84 vs 7.50 ms), and 4 front archs missed by +10.0 to +10.9%; all 11 misses ran slower than priced. The
   table's calibration was timed about 20 minutes before the measurement; the probes saw a drift of only 1.015.
+  By cell structure that run's lut priced channel archs low (median `measured`/lut over all trials: unstructured
+  search 1.03; structures search U/U 1.05, C/U 1.10, C/C 1.10, U/C 1.13). On another host (an Intel Xeon, about
+  2× slower than the AMD EPYC of the runs above; 2026-11-28, 11:30–11:42 UTC) a new table's 16 calibration and
+  40 other archs, each built and timed twice after the profile, differed between the two timings by 5% (median;
+  p90 21%), the lut was within ±10% of the lower for 64% of them, and a refit of the calibration on all 56 (also
+  with the count of kernel calls as a feature) for at most 68%; four archs built and timed four times in a row
+  ranged 10.2–10.6, 29.0–41.3, 15.0–23.6 and 21.0–39.6 ms. On such a host `front_within10` is bounded by the
+  timings' own spread, not by the table.
 - Machine drift: `--probes` random archs (not the table's) are timed by `measured` right after the table is
   profiled and again after the fronts; `drift` = the median ratio late / early. The table prices the machine as
   it was while profiling, so a machine that has since become slower (nothing else of ours runs: presumably
