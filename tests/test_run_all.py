@@ -117,7 +117,7 @@ def _tiny(script: str, args: list[str], tmp_path) -> dict:
 
     out = tmp_path / "record.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)],
-                          capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=120, check=False,
+                          capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=600, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("RESULT ")

@@ -220,10 +220,10 @@ def test_a_second_process_on_a_running_run_is_refused_and_writes_nothing(runs):
     for args in (["--resume", "--name", "r", "--budget", 20],
                  ["--space", "faulty", "--strategy", "evolution", "--name", "r"]):
         second = subprocess.run(cli_subprocess_cmd(*PLUGIN, "search", *args, "--runs-dir", runs, "--quiet"),
-                                env=ENV, capture_output=True, text=True, timeout=120)
+                                env=ENV, capture_output=True, text=True, timeout=600)
         assert second.returncode == 2, second.stderr
         assert second.stderr.count("\n") == 1
-    assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert first.wait(timeout=600) == 0, first.stderr.read()
     assert (runs / "r" / "config.yaml").read_text() == config
     assert sorted(trials(runs / "r")) == list(range(8))
 

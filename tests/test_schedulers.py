@@ -252,7 +252,7 @@ def test_kill_9_and_resume_keep_every_trial_once_and_the_rungs(runs):
         proc.wait()
         cmd = cli_subprocess_cmd("--allow-import", "scheduler_plugin", "search", "--resume", "--name", "killed",
                                  "--runs-dir", runs, "--quiet")
-    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
     assert kills >= 2
     got, clean = records(runs / "killed"), records(runs / "clean")
     assert sorted(r["trial"] for r in got) == list(range(budget))

@@ -362,6 +362,6 @@ def test_tensorboard_on_a_busy_port_is_a_one_line_error(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         proc = subprocess.run(cli_subprocess_cmd("tensorboard", tmp_path, "--port", busy.getsockname()[1]),
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.startswith("sparsenas: error: cannot listen on 127.0.0.1:") and proc.stderr.count("\n") == 1
