@@ -54,13 +54,16 @@ random archs (search seeds 100 and 101, these settings) the Spearman of epoch 1 
 final was 0.41 / 0.47 / 0.56 / 0.87, and epoch-1 val_acc spanned 0.09–0.34: asha's rungs (1 and 3 epochs) rank
 weakly here, so which archs it trains to the end is partly luck, and its best is more variable than a best of
 16. A grace period of 3 would judge at 0.56 instead of 0.41 but train every trial 3 epochs (not measured).
-The training loss ranks them far better: rerun with the loss recorded (same seeds, 2026-11-28), the Spearman of
+The training loss ranks them better: rerun with the loss recorded (same seeds, 2026-11-28), the Spearman of
 epoch-1 / 2 / 3 / 6 metrics with the final val_acc was 0.71 / 0.77 / 0.79 / 0.91 for train_loss (the epoch's last
 batch), 0.48 / 0.46 / 0.57 / 0.72 for val_acc and -0.26 / 0.19 / 0.44 / 0.70 for the validation loss; asha
 replayed over these 24 curves (rungs 1 and 3, 40% of 16 × 9 epochs, 2,000 random orders) was 0.85 points behind
 the best of 16 judging val_acc and -0.04 judging train_loss. So the dass arm's schedulers judge train_loss
 (`scheduler.metrics`, `--rung-metric`; with two objectives train_loss and flops_sparse); the model arm's, whose
 val_acc ranks well, the objectives.
+The first record so (6d4a2dd, on an Intel Xeon host about 2× slower than the AMD EPYC of the runs above, so the
+time cap left 5 of the 10 dass single-objective searches: random seeds 0-2, tpe 0-1): asha +0.31 points at 38% of
+the epochs, every search 0.00 but tpe seed 1 (+1.56; +3.72 judging val_acc in the record before, on the other host).
 
     python benchmarks/early_stopping.py [--seeds 5] [--jobs 2] [--json docs/results/early_stopping.json]
 """

@@ -181,7 +181,7 @@ def tune_trial(config: dict, spec: TrialSpec, token: str) -> None:
         if epoch + 1 < epochs:
             tune.report({**metrics, **report, "worker": worker})
         else:
-            last.update({**metrics, **report})  # a scheduler metric that is no objective (train_loss) included
+            last.update({**metrics, **report})  # with a scheduler metric that is not an objective
 
     result = run_trial(space, spec.objective, spec.context, task, worker=worker, on_epoch=on_epoch)
     objectives = {}  # each one (the scheduler's metric among them), the worst value when missing or not finite
