@@ -158,9 +158,9 @@ def space_options(args, arm: str) -> dict:
 
 def scheduler_options(args, arm: str, name: str, multi: bool) -> dict:
     """The scheduler section; the dass arm's schedulers judge `--rung-metric` (with flops_sparse when multi)."""
-    judged = {"metrics": [args.rung_metric, *(MO["minimize"] if multi else [])]}
-    if arm != "dass" or name == "none":
-        judged = {}
+    judged = {}
+    if arm == "dass" and name != "none":
+        judged = {"metrics": [args.rung_metric, *(MO["minimize"] if multi else [])]}
     if name in ("asha", "hyperband"):
         return {"name": name, "grace_period": args.grace, "reduction_factor": args.eta, **judged}
     return {"name": name, "grace_period": args.grace, **judged} if name == "median" else {"name": name}
