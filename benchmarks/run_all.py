@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                   # everything (~3 h on an idle 2-core CPU), then RESULTS.md
     python benchmarks/run_all.py --only dass,nb201 # re-run some; the others' last records are kept
     python benchmarks/run_all.py --render          # only rewrite RESULTS.md from docs/results/*.json
+    python benchmarks/run_all.py --only early_stopping -- --minutes 120  # one script, with more arguments
 
 Each experiment is a script in benchmarks/ that ends with a `RESULT …` line and writes, with `--json`, its
 rows, summary, markdown section and figures (benchmarks/report.py). Records, logs and figures go to
@@ -70,12 +71,14 @@ EXPERIMENTS = (
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 
-def command(e: Experiment) -> list[str]:
-    return [sys.executable, str(ROOT / "benchmarks" / e.script), *e.args, "--json", str(OUT / f"{e.name}.json")]
+def command(e: Experiment, extra: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, str(ROOT / "benchmarks" / e.script), *e.args, *extra, "--json",
+            str(OUT / f"{e.name}.json")]
 
 
-def run(e: Experiment) -> dict:
-    """Run one experiment; its stdout+stderr go to docs/results/<name>.log. Returns its status record."""
+def run(e: Experiment, extra: tuple[str, ...] = ()) -> dict:
+    """Run one experiment, with `extra` arguments after its own; its stdout+stderr go to docs/results/<name>.log.
+    Returns its status record (its command as run)."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     OUT.mkdir(parents=True, exist_ok=True)
     for stale in (f"{e.name}.json", f"{e.name}.status.json"):  # a failed run must not leave an older record
@@ -83,9 +86,10 @@ def run(e: Experiment) -> dict:
     start = time.perf_counter()
     print(f"[run_all] {e.name}: started", flush=True)
     with open(OUT / f"{e.name}.log", "w") as log:
-        rc = subprocess.run(command(e), cwd=ROOT / "benchmarks", stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        rc = subprocess.run(command(e, extra), cwd=ROOT / "benchmarks", stdout=log, stderr=subprocess.STDOUT,
+                            env=env).returncode
     status = {"rc": rc, "seconds": round(time.perf_counter() - start, 1),
-              "command": " ".join(["python", f"benchmarks/{e.script}", *e.args]),
+              "command": " ".join(["python", f"benchmarks/{e.script}", *e.args, *extra]),
               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
     (OUT / f"{e.name}.status.json").write_text(json.dumps(status) + "\n")
     print(f"[run_all] {e.name}: rc={rc} in {status['seconds']:.0f} s", flush=True)
@@ -173,17 +177,23 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
     p.add_argument("--jobs", type=int, default=2, help="training experiments run at once (1 torch thread each)")
     p.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from docs/results/")
+    p.add_argument("extra", nargs="*", help="after --: more arguments for the script of the one --only experiment "
+                   "(recorded in its status)")
     args = p.parse_args(argv)
     unknown = [n for n in args.only.split(",") if n and n not in BY_NAME]
     if unknown:
         p.error(f"unknown experiment {unknown[0]!r} (known: {', '.join(BY_NAME)})")
-    chosen = [BY_NAME[n] for n in args.only.split(",") if n] or list(EXPERIMENTS)
+    named = [BY_NAME[n] for n in args.only.split(",") if n]
+    chosen = named or list(EXPERIMENTS)
+    if args.extra and (len(named) != 1 or args.render):
+        p.error("arguments after -- go to one experiment's script: name it alone with --only")
+    extra = tuple(args.extra)
     if not args.render:
         start = time.perf_counter()
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             training = sorted((e for e in chosen if not e.timing), key=lambda e: -e.minutes)
-            statuses = list(pool.map(run, training))
-        statuses += [run(e) for e in chosen if e.timing]
+            statuses = list(pool.map(lambda e: run(e, extra), training))
+        statuses += [run(e, extra) for e in chosen if e.timing]
         if len(chosen) == len(EXPERIMENTS):
             (OUT / "run_all.status.json").write_text(json.dumps({
                 "minutes": round((time.perf_counter() - start) / 60, 1), "jobs": args.jobs,

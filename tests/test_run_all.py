@@ -57,6 +57,25 @@ def test_results_md_comes_from_the_records(tmp_path, monkeypatch):
     assert numbers == [f"## {i}" for i in range(1, len(run_all.EXPERIMENTS) + 1)]  # one number per section
 
 
+def test_arguments_after_a_double_dash_reach_the_one_script_and_its_status(tmp_path, monkeypatch, capsys):
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "echo.py").write_text(
+        "import json, sys\n"
+        "record = {'summary': {}, 'markdown': ' '.join(sys.argv[1:])}\n"
+        "json.dump(record, open(sys.argv[-1], 'w'))\n")
+    echo = run_all.Experiment("echo", "Echo", "echo.py", ("--jobs", "2"))
+    for name, value in {"ROOT": tmp_path, "OUT": tmp_path / "docs" / "results", "RESULTS": tmp_path / "RESULTS.md",
+                        "EXPERIMENTS": (echo,), "BY_NAME": {"echo": echo}}.items():
+        monkeypatch.setattr(run_all, name, value)
+    assert run_all.main(["--only", "echo", "--", "--minutes", "120"]) == 0
+    status = json.loads((tmp_path / "docs" / "results" / "echo.status.json").read_text())
+    assert status["command"] == "python benchmarks/echo.py --jobs 2 --minutes 120"
+    assert "--jobs 2 --minutes 120 --json" in (tmp_path / "RESULTS.md").read_text()
+    with pytest.raises(SystemExit) as bad:
+        run_all.main(["--", "--minutes", "120"])  # every experiment: whose arguments?
+    assert bad.value.code == 2 and "name it alone with --only" in capsys.readouterr().err
+
+
 def test_layerwise_search_runs_with_tiny_settings(tmp_path):
     """benchmarks/layerwise_search.py end to end on tiny settings: a record with the RESULT keys, numbers or an
     explicit nan for the equal-latency part (never missing)."""
