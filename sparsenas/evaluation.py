@@ -60,6 +60,7 @@ OnCurve = Callable[[int, int, dict], None]
 """`on_curve(trial, epochs, metrics)`: the same report, where another system decides the stop (tune)."""
 
 EPOCH_METRICS = frozenset({"val_acc", "train_loss"})  # what sparsenas.training reports after every epoch
+FIDELITY_METRICS = ("epochs", "stopped_early")  # what `run_trial` adds to a trial that reported its epochs
 
 
 def epoch_metrics(space: SearchSpace, context: EvalContext) -> frozenset[str] | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..evaluation import TrialTask, run_trial
+from ..evaluation import FIDELITY_METRICS, TrialTask, epoch_metrics, run_trial
 from ..objective import Objective
 from ..space import Arch, Categorical, EvalContext, Float, Int, SearchSpace
 from ._common import check_metrics, one_line, raises
@@ -76,7 +77,8 @@ def check_space_evaluates(space: SearchSpace, context: EvalContext, seed: int = 
     tiny, e.g. `sparsenas.testing.tiny_context()`); returns the trial's metrics.
 
     The trial runs as the search runs it (`evaluation.run_trial`): it must end `ok`, with finite metrics, every
-    one among `space.metrics()` when that is not None, including the objective's and the cheap ones."""
+    one among `space.metrics()` when that is not None, including the objective's and the cheap ones. A space
+    that reports per epoch must do so as schedulers need it (`_check_epoch_reports`)."""
     objective = objective or Objective()
     space.prepare(context)
     arch = space.sample(np.random.default_rng(seed))
@@ -84,10 +86,36 @@ def check_space_evaluates(space: SearchSpace, context: EvalContext, seed: int = 
     known = space.metrics()
     check_metrics(cheap, f"{space.name}: cheap_metrics()", known)
     assert space.cheap_metrics(arch, context) == cheap, f"{space.name}: cheap_metrics() must be deterministic"
-    result = run_trial(space, objective, context, TrialTask(0, arch, seed))
+    reports: list[tuple[int, dict]] = []
+    result = run_trial(space, objective, context, TrialTask(0, arch, seed),
+                       on_epoch=lambda epoch, metrics: reports.append((epoch, metrics)))
     assert result.status == "ok", f"{space.name}: the trial ended {result.status}: {result.error}"
-    check_metrics(result.metrics, f"{space.name}: evaluate()", known)
+    own = {k: v for k, v in result.metrics.items() if k not in FIDELITY_METRICS}
+    check_metrics(own, f"{space.name}: evaluate()", known)
     for name in [*objective.names, *cheap]:
         assert math.isfinite(result.metrics.get(name, math.nan)), f"{space.name}: the trial lacks metric {name!r}"
     assert result.label == space.label(arch) and result.arch == arch
+    _check_epoch_reports(space, objective, context, TrialTask(0, arch, seed), reports, result.metrics)
     return result.metrics
+
+
+def _check_epoch_reports(space: SearchSpace, objective: Objective, context: EvalContext, task: TrialTask,
+                         reports: list[tuple[int, dict]], metrics: dict) -> None:
+    """A space that reports per epoch (`evaluation.epoch_metrics`) calls `on_epoch` once after each epoch, in
+    order, with the metrics it declares, and a stop after the first of two epochs ends the trial `ok` with
+    `epochs` 1 and `stopped_early` (what every scheduler relies on). A space that does not never calls it."""
+    declared = epoch_metrics(space, context)
+    if declared == frozenset():
+        assert not reports, f"{space.name}: evaluate() reported epochs but takes no on_epoch (or is a table)"
+        return
+    epochs = context.train["epochs"]
+    assert [e for e, _ in reports] == list(range(epochs)), \
+        f"{space.name}: evaluate() must call on_epoch once per epoch, in order: got {[e for e, _ in reports]}"
+    assert metrics.get("epochs") == epochs, f"{space.name}: a trial that reported its epochs must say how many"
+    missing = sorted((declared or set()) - set(reports[-1][1]))
+    assert not missing, f"{space.name}: the per-epoch report lacks {missing}"
+    two = replace(context, train={**context.train, "epochs": 2})
+    stopped = run_trial(space, objective, two, task, on_epoch=lambda epoch, metrics: True)
+    assert stopped.status == "ok" and (stopped.metrics.get("epochs"), stopped.metrics.get("stopped_early")) == \
+        (1, 1), f"{space.name}: a trial stopped after epoch 1 of 2 must end ok after it, got {stopped.status} " \
+        f"{stopped.error or ''} {stopped.metrics}"
