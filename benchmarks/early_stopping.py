@@ -64,6 +64,9 @@ val_acc ranks well, the objectives.
 The first record so (6d4a2dd, on an Intel Xeon host about 2× slower than the AMD EPYC of the runs above, so the
 time cap left 5 of the 10 dass single-objective searches: random seeds 0-2, tpe 0-1): asha +0.31 points at 38% of
 the epochs, every search 0.00 but tpe seed 1 (+1.56; +3.72 judging val_acc in the record before, on the other host).
+All 5 seeds on that host (b640a77, `run_all.py --only early_stopping -- --minutes 150`: 110 min, past the issue's
+60): +0.59 points at 38% of the epochs, 7 of 10 searches within 0.5 (random 0.00, 0.00, 0.00, +1.20, 0.00; tpe
+0.00, +1.56, +0.30, +2.50, +0.34), so the one-objective target is not met; two objectives 97.3% at 48% (met).
 
     python benchmarks/early_stopping.py [--seeds 5] [--jobs 2] [--json docs/results/early_stopping.json]
 """
