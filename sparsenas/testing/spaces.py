@@ -86,8 +86,8 @@ def check_space_evaluates(space: SearchSpace, context: EvalContext, seed: int = 
     known = space.metrics()
     check_metrics(cheap, f"{space.name}: cheap_metrics()", known)
     assert space.cheap_metrics(arch, context) == cheap, f"{space.name}: cheap_metrics() must be deterministic"
-    reports: list[tuple[int, dict]] = []
-    result = run_trial(space, objective, context, TrialTask(0, arch, seed),
+    task, reports = TrialTask(0, arch, seed), []
+    result = run_trial(space, objective, context, task,
                        on_epoch=lambda epoch, metrics: reports.append((epoch, metrics)))
     assert result.status == "ok", f"{space.name}: the trial ended {result.status}: {result.error}"
     own = {k: v for k, v in result.metrics.items() if k not in FIDELITY_METRICS}
@@ -95,7 +95,7 @@ def check_space_evaluates(space: SearchSpace, context: EvalContext, seed: int = 
     for name in [*objective.names, *cheap]:
         assert math.isfinite(result.metrics.get(name, math.nan)), f"{space.name}: the trial lacks metric {name!r}"
     assert result.label == space.label(arch) and result.arch == arch
-    _check_epoch_reports(space, objective, context, TrialTask(0, arch, seed), reports, result.metrics)
+    _check_epoch_reports(space, objective, context, task, reports, result.metrics)
     return result.metrics
 
 
